@@ -1,0 +1,44 @@
+"""toposcope: topographic filter maps for convolutional speech recognizers.
+
+Public names are imported lazily, so ``import toposcope`` stays fast and light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Grid": "toposcope.grid",
+    "FeatureConfig": "toposcope.features",
+    "log_mel": "toposcope.features",
+    "Corpus": "toposcope.corpus",
+    "Utterance": "toposcope.corpus",
+    "CorpusError": "toposcope.corpus",
+    "load_config": "toposcope.config",
+    "Wav2Letter": "toposcope.model",
+    "record": "toposcope.hooks",
+    "neighborhood_similarity": "toposcope.topography",
+    "topographic_loss": "toposcope.topography",
+    "TopographicRegularizer": "toposcope.topography",
+    "permutation_null": "toposcope.topography",
+    "synthesize": "toposcope.synth",
+    "train": "toposcope.train",
+    "load_run": "toposcope.checkpoint",
+    "evaluate": "toposcope.evaluate",
+    "compute_profiles": "toposcope.profiles",
+    "load_profiles": "toposcope.profiles",
+    "smooth_map": "toposcope.maps",
+    "find_region": "toposcope.maps",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'toposcope' has no attribute {name!r}")

@@ -1,0 +1,65 @@
+"""Audio I/O: 16 kHz mono float32, with clear errors naming the file (SPEC §2.1, §9)."""
+
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+__all__ = ["SAMPLE_RATE", "AudioError", "read_audio", "write_wav", "resample"]
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """Unreadable, truncated, or otherwise unusable audio."""
+
+
+def resample(wave: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling (scipy), ``(samples,)`` -> ``(samples * sr_out / sr_in,)``."""
+    if sr_in == sr_out:
+        return wave
+    from scipy.signal import resample_poly
+
+    g = gcd(int(sr_in), int(sr_out))
+    return resample_poly(wave, sr_out // g, sr_in // g).astype(np.float32)
+
+
+def read_audio(path, *, sample_rate: int = SAMPLE_RATE, resample_to_rate: bool = False,
+               mix_to_mono: bool = False) -> np.ndarray:
+    """Read a mono file as float32 ``(samples,)`` in [-1, 1].
+
+    A different rate or channel count is an :class:`AudioError` unless ``resample_to_rate`` /
+    ``mix_to_mono`` is set (the importers set them; training data must already be 16 kHz mono).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
+        raise AudioError(f"{path}: unreadable audio ({e})") from None
+    if wave.shape[0] == 0:
+        raise AudioError(f"{path}: audio file holds no samples")
+    if wave.shape[1] != 1:
+        if not mix_to_mono:
+            raise AudioError(f"{path}: expected mono audio, got {wave.shape[1]} channels")
+        wave = wave.mean(axis=1, keepdims=True)
+    wave = wave[:, 0]
+    if sr != sample_rate:
+        if not resample_to_rate:
+            raise AudioError(f"{path}: expected {sample_rate} Hz audio, got {sr} Hz")
+        wave = resample(wave, sr, sample_rate)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def write_wav(path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM WAV atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    sf.write(str(tmp), np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0), sample_rate,
+             subtype="PCM_16", format="WAV")
+    tmp.replace(path)

@@ -1,0 +1,173 @@
+"""Model configs as frozen, validated dataclasses, read from TOML (SPEC §3).
+
+Shipped configs live in ``toposcope/configs/<name>.toml``; ``load_config`` accepts such a name or
+a path to a user's own TOML file. Unknown keys are an error, never ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from .features import FeatureConfig
+from .grid import Grid
+
+__all__ = ["LayerSpec", "ModelConfig", "TrainConfig", "RunConfig", "load_config", "config_from_dict",
+           "shipped_configs", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A config file or dict that cannot be used."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One conv layer: ``channels`` filters of width ``kernel``; ``grid`` defaults to the most square one."""
+
+    channels: int
+    kernel: int
+    stride: int = 1
+    grid: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        for n in ("channels", "kernel", "stride"):
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"layer {n} must be a positive integer, got {v!r}")
+        if self.grid is not None:
+            g = tuple(self.grid)
+            if len(g) != 2 or g[0] * g[1] != self.channels:
+                raise ConfigError(f"layer grid {list(g)} must be [rows, cols] with rows * cols == {self.channels}")
+            object.__setattr__(self, "grid", (int(g[0]), int(g[1])))
+
+    @property
+    def padding(self) -> int:
+        """Left (and right) padding: ``(kernel - 1) // 2`` keeps length / stride ("same"-like)."""
+        return (self.kernel - 1) // 2
+
+    def get_grid(self) -> Grid:
+        return Grid(*self.grid) if self.grid else Grid.for_channels(self.channels)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Wav2Letter-style network: gridded conv layers, then a k=1 output conv to the graphemes."""
+
+    name: str
+    features: FeatureConfig
+    layers: tuple[LayerSpec, ...]
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise ConfigError("a model needs at least one conv layer")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        object.__setattr__(self, "layers", tuple(self.layers))
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Names of the gridded layers: ``conv1`` ... ``convN`` (the output layer is ``output``)."""
+        return tuple(f"conv{i + 1}" for i in range(len(self.layers)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters (the ``[train]`` table)."""
+
+    topo_weight: float = 0.0
+    neighborhood: int = 3
+    boundary: str = "clip"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    max_batch_seconds: float = 0.0  # 0 = use batch_size only
+    epochs: int = 10
+    max_steps: int = 0  # 0 = no limit
+    grad_clip: float = 5.0
+    warmup_steps: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.topo_weight < 0:
+            raise ConfigError(f"topo_weight must be >= 0, got {self.topo_weight}")
+        if self.neighborhood < 3 or self.neighborhood % 2 == 0:
+            raise ConfigError(f"neighborhood must be an odd integer >= 3, got {self.neighborhood}")
+        if self.boundary not in ("clip", "wrap"):
+            raise ConfigError(f"boundary must be 'clip' or 'wrap', got {self.boundary!r}")
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 0 or self.max_steps < 0:
+            raise ConfigError(f"impossible training settings: {self}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        m = self.model
+        return {
+            "name": m.name,
+            "dropout": m.dropout,
+            "features": asdict(m.features),
+            "layers": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(l).items() if v is not None}
+                       for l in m.layers],
+            "train": asdict(self.train),
+        }
+
+
+def _take(cls, table: dict, where: str):
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    try:
+        return cls(**table)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def config_from_dict(d: dict, where: str = "config") -> RunConfig:
+    """Build a :class:`RunConfig` from a parsed TOML/JSON dict (unknown keys are errors)."""
+    d = dict(d)
+    allowed = {"name", "dropout", "features", "layers", "train"}
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    if "layers" not in d or not isinstance(d["layers"], list):
+        raise ConfigError(f"{where}: needs a [[layers]] list")
+    feats = _take(FeatureConfig, d.get("features", {}), f"{where} [features]")
+    layers = tuple(_take(LayerSpec, dict(l), f"{where} layers[{i}]") for i, l in enumerate(d["layers"]))
+    model = ModelConfig(name=str(d.get("name", "custom")), features=feats, layers=layers,
+                        dropout=float(d.get("dropout", 0.0)))
+    train = _take(TrainConfig, d.get("train", {}), f"{where} [train]")
+    return RunConfig(model, train)
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("toposcope.configs").iterdir() if p.name.endswith(".toml"))
+
+
+def load_config(name_or_path: str | Path) -> RunConfig:
+    """A shipped config by name (``small``, ``paper``, ``tiny``) or a TOML file path."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        text, where = p.read_text(), str(p)
+    else:
+        res = resources.files("toposcope.configs") / f"{name_or_path}.toml"
+        if not res.is_file():
+            raise ConfigError(f"unknown config {str(name_or_path)!r}; shipped: {', '.join(shipped_configs())}, "
+                              f"or give a path to a .toml file")
+        text, where = res.read_text(), f"{name_or_path}.toml"
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: invalid TOML ({e})") from None
+    d.setdefault("name", p.stem)
+    return config_from_dict(d, where)

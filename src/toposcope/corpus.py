@@ -1,0 +1,209 @@
+"""The native corpus format: ``<dir>/manifest.jsonl`` + ``<dir>/audio/...`` (SPEC §2.1).
+
+Every problem is reported as a :class:`CorpusError` that names the file (and the utterance) and
+says what is wrong; nothing is silently relabelled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from .phones import PHONE_SET
+
+__all__ = [
+    "CorpusError", "Segment", "Utterance", "Corpus", "validate_segments", "read_manifest",
+    "write_manifest", "MANIFEST", "SPLITS", "TIME_TOLERANCE",
+]
+
+MANIFEST = "manifest.jsonl"
+SPLITS = ("train", "valid", "test")
+#: Segments may end this far past ``duration`` (rounding of times written with ms precision).
+TIME_TOLERANCE = 0.002
+_KNOWN = {"id", "audio", "speaker", "text", "duration", "phones", "words", "split", "source_phones"}
+
+Segment = tuple[float, float, str]
+
+
+class CorpusError(ValueError):
+    """A corpus, manifest line, or utterance that cannot be used as it is."""
+
+
+def validate_segments(segments: Sequence[Segment], duration: float, where: str, *,
+                      labels: frozenset[str] | None = PHONE_SET, kind: str = "phones") -> None:
+    """Check ``[start, end, label]`` segments: sorted, non-overlapping, inside ``[0, duration]``,
+    positive length, known labels (``labels=None`` skips the label check)."""
+    prev_end = 0.0
+    for k, seg in enumerate(segments):
+        if len(seg) != 3:
+            raise CorpusError(f"{where}: {kind}[{k}] must be [start_s, end_s, label], got {seg!r}")
+        s, e, lab = seg
+        if not isinstance(lab, str) or not lab:
+            raise CorpusError(f"{where}: {kind}[{k}] has an empty or non-string label {lab!r}")
+        if labels is not None and lab not in labels:
+            raise CorpusError(f"{where}: {kind}[{k}] has unknown label {lab!r}")
+        if not (isinstance(s, (int, float)) and isinstance(e, (int, float))):
+            raise CorpusError(f"{where}: {kind}[{k}] times must be numbers, got {s!r}, {e!r}")
+        if s < -TIME_TOLERANCE or e > duration + TIME_TOLERANCE:
+            raise CorpusError(
+                f"{where}: {kind}[{k}] {lab!r} [{s:.3f}, {e:.3f}] s lies outside the audio [0, {duration:.3f}] s")
+        if e <= s:
+            raise CorpusError(f"{where}: {kind}[{k}] {lab!r} has end {e:.3f} <= start {s:.3f}")
+        if s < prev_end - TIME_TOLERANCE:
+            raise CorpusError(
+                f"{where}: {kind}[{k}] {lab!r} starts at {s:.3f} s before the previous segment ends "
+                f"({prev_end:.3f} s): segments overlap or are unsorted")
+        prev_end = e
+
+
+@dataclass
+class Utterance:
+    """One manifest line. ``phones`` are ``(start_s, end_s, label)`` with canonical labels."""
+
+    id: str
+    audio: str
+    speaker: str
+    text: str
+    duration: float
+    phones: list[Segment]
+    words: list[Segment] | None = None
+    split: str | None = None
+    source_phones: list[Segment] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "manifest") -> "Utterance":
+        if not isinstance(d, dict):
+            raise CorpusError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        missing = [k for k in ("id", "audio", "speaker", "text", "duration", "phones") if k not in d]
+        if missing:
+            raise CorpusError(f"{where}: missing field(s) {', '.join(missing)}")
+        seg = lambda xs: None if xs is None else [(float(a), float(b), str(c)) for a, b, c in xs]  # noqa: E731
+        try:
+            return cls(
+                id=str(d["id"]), audio=str(d["audio"]), speaker=str(d["speaker"]), text=str(d["text"]),
+                duration=float(d["duration"]), phones=seg(d["phones"]), words=seg(d.get("words")),
+                split=d.get("split"), source_phones=seg(d.get("source_phones")),
+                extra={k: v for k, v in d.items() if k not in _KNOWN},
+            )
+        except (TypeError, ValueError) as e:
+            raise CorpusError(f"{where}: malformed field ({e})") from None
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "audio": self.audio, "speaker": self.speaker, "text": self.text,
+             "duration": round(float(self.duration), 6),
+             "phones": [[round(s, 6), round(e, 6), lab] for s, e, lab in self.phones]}
+        if self.words is not None:
+            d["words"] = [[round(s, 6), round(e, 6), w] for s, e, w in self.words]
+        if self.split is not None:
+            d["split"] = self.split
+        if self.source_phones is not None:
+            d["source_phones"] = [[round(s, 6), round(e, 6), lab] for s, e, lab in self.source_phones]
+        d.update(self.extra)
+        return d
+
+    def validate(self, where: str = "manifest") -> None:
+        where = f"{where} (utterance {self.id!r})"
+        if not self.id:
+            raise CorpusError(f"{where}: empty id")
+        if not self.text.strip():
+            raise CorpusError(f"{where}: empty transcript")
+        if not (self.duration > 0):
+            raise CorpusError(f"{where}: duration must be > 0, got {self.duration}")
+        if not self.phones:
+            raise CorpusError(f"{where}: no phone segments")
+        if self.split is not None and self.split not in SPLITS:
+            raise CorpusError(f"{where}: split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        validate_segments(self.phones, self.duration, where)
+        if self.words is not None:
+            validate_segments(self.words, self.duration, where, labels=None, kind="words")
+
+
+def read_manifest(path) -> list[Utterance]:
+    """Parse and validate a manifest file; duplicate ids are an error."""
+    path = Path(path)
+    if not path.exists():
+        raise CorpusError(f"{path}: manifest not found (a corpus directory holds {MANIFEST} and audio/)")
+    utts, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{where}: invalid JSON ({e.msg})") from None
+            u = Utterance.from_dict(d, where)
+            u.validate(where)
+            if u.id in seen:
+                raise CorpusError(f"{where}: duplicate utterance id {u.id!r}")
+            seen.add(u.id)
+            utts.append(u)
+    return utts
+
+
+def write_manifest(path, utterances: Iterable[Utterance]) -> None:
+    """Write a manifest atomically, one JSON object per line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for u in utterances:
+            f.write(json.dumps(u.to_dict(), ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+class Corpus(Sequence[Utterance]):
+    """A corpus directory: its validated manifest and paths to its audio."""
+
+    def __init__(self, root, utterances: list[Utterance]):
+        self.root = Path(root)
+        self.utterances = utterances
+
+    @classmethod
+    def load(cls, root) -> "Corpus":
+        root = Path(root)
+        if not root.is_dir():
+            raise CorpusError(f"{root}: corpus directory not found")
+        utts = read_manifest(root / MANIFEST)
+        if not utts:
+            raise CorpusError(f"{root / MANIFEST}: the corpus is empty (no utterances)")
+        return cls(root, utts)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, i):
+        return self.utterances[i]
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(self.utterances)
+
+    def audio_path(self, utt: Utterance) -> Path:
+        return self.root / utt.audio
+
+    def split(self, name: str) -> list[Utterance]:
+        """Utterances of one split (utterances without a split count as ``train``)."""
+        if name not in SPLITS:
+            raise CorpusError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        return [u for u in self.utterances if (u.split or "train") == name]
+
+    def summary(self) -> dict:
+        """Counts for ``toposcope check`` and the report."""
+        phones = Counter(lab for u in self for _, _, lab in u.phones)
+        splits = {}
+        for s in SPLITS:
+            us = self.split(s)
+            splits[s] = {"utterances": len(us), "hours": sum(u.duration for u in us) / 3600,
+                         "speakers": sorted({u.speaker for u in us})}
+        return {
+            "root": str(self.root), "utterances": len(self), "speakers": sorted({u.speaker for u in self}),
+            "hours": sum(u.duration for u in self) / 3600, "splits": splits, "phone_counts": dict(phones),
+        }
