@@ -17,6 +17,35 @@ class AudioError(ValueError):
     """Unreadable, truncated, or otherwise unusable audio."""
 
 
+def _wav_truncation(path) -> str | None:
+    """For a RIFF/WAVE file whose ``data`` chunk promises more bytes than the file holds, a message
+    saying so (libsndfile silently reads what is there); ``None`` otherwise (also for non-WAV files
+    and for streamed WAVs whose sizes are 0 / 0xFFFFFFFF placeholders)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = Path(path).stat().st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, n = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    if n in (0, 0xFFFFFFFF):
+                        return None
+                    have = size - pos - 8
+                    if have < n:
+                        return f"truncated audio: the data chunk promises {n} bytes, the file holds {have}"
+                    return None
+                pos += 8 + n + (n & 1)
+    except OSError:
+        return None
+    return None
+
+
 def resample(wave: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
     """Polyphase resampling (scipy), ``(samples,)`` -> ``(samples * sr_out / sr_in,)``."""
     if sr_in == sr_out:
@@ -41,6 +70,9 @@ def read_audio(path, *, sample_rate: int = SAMPLE_RATE, resample_to_rate: bool =
         wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
         raise AudioError(f"{path}: unreadable audio ({e})") from None
+    truncated = _wav_truncation(path)
+    if truncated:
+        raise AudioError(f"{path}: {truncated}")
     if wave.shape[0] == 0:
         raise AudioError(f"{path}: audio file holds no samples")
     if wave.shape[1] != 1:

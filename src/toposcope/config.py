@@ -89,6 +89,10 @@ class TrainConfig:
     grad_clip: float = 5.0
     warmup_steps: int = 100
     seed: int = 0
+    max_minutes: float = 0.0  # wall-clock budget of the training loop; 0 = none
+    schedule: str = "cosine"  # "cosine" (linear warmup, cosine decay to min_lr_ratio * lr) or "constant"
+    min_lr_ratio: float = 0.05
+    log_every: int = 10  # steps between "train" lines in metrics.jsonl
 
     def __post_init__(self) -> None:
         if self.topo_weight < 0:
@@ -99,6 +103,12 @@ class TrainConfig:
             raise ConfigError(f"boundary must be 'clip' or 'wrap', got {self.boundary!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 0 or self.max_steps < 0:
             raise ConfigError(f"impossible training settings: {self}")
+        if self.max_minutes < 0 or self.max_batch_seconds < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ConfigError(f"max_minutes, max_batch_seconds, warmup_steps and grad_clip must be >= 0: {self}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0 or self.log_every < 1:
+            raise ConfigError(f"need 0 <= min_lr_ratio <= 1 and log_every >= 1: {self}")
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,9 @@ def _fb(cfg: FeatureConfig) -> torch.Tensor:
 
 
 def n_frames(n_samples: int, cfg: FeatureConfig) -> int:
-    """Frames ``torch.stft(center=True)`` gives for ``n_samples``."""
-    return n_samples // cfg.hop + 1
+    """Frames :func:`log_mel` gives for ``n_samples`` (``torch.stft(center=True)``; inputs shorter than
+    ``n_fft // 2 + 1`` are zero-padded to that length first, as :func:`log_mel` does)."""
+    return max(int(n_samples), cfg.n_fft // 2 + 1) // cfg.hop + 1
 
 
 def log_mel(wave, cfg: FeatureConfig, *, normalized: bool = True) -> torch.Tensor:

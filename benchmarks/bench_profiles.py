@@ -1,0 +1,132 @@
+"""Benchmark: a profile pass vs. one forward+backward (training-style) pass over the same batches.
+
+Target (issue 5): GradNAP profile pass <= 1.5x one forward+backward pass over the same data.
+
+Both sides run the same precomputed, padded feature batches through the same model (``small``
+config by default, random weights, eval mode):
+
+* ``fwd+bwd``: forward, CTC loss against random transcripts, ``loss.backward()`` (weight gradients,
+  as in training; no optimizer step);
+* ``gradnap``: :class:`toposcope.profiles.ProfileAccumulator.update` (forward, backward of the target
+  score to the activations of all gridded layers, frame labelling, streaming sums);
+* ``nap``: the same without the backward pass.
+
+Usage: ``python benchmarks/bench_profiles.py [--config small] [--utterances 32] [--seconds 3]
+[--batch-size 8] [--repeats 3] [--threads N]``. Prints a table (median seconds of ``--repeats`` runs
+each) and the ratio; record ``uptime`` with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from toposcope.config import load_config
+from toposcope.model import Wav2Letter
+from toposcope.phones import PHONES
+from toposcope.profiles import ProfileAccumulator, layer_lengths
+
+
+def make_batches(cfg, n_utts: int, seconds: float, batch_size: int, seed: int = 0):
+    """Random normalised 'features' and random phone segmentations (only shapes and labels matter)."""
+    g = np.random.default_rng(seed)
+    f = cfg.features
+    batches = []
+    utts = []
+    for i in range(n_utts):
+        dur = seconds * g.uniform(0.8, 1.2)
+        cuts = np.sort(g.uniform(0, dur, size=int(dur * 12)))
+        edges = np.concatenate([[0.0], cuts, [dur]])
+        phones = [(float(a), float(b), PHONES[int(g.integers(len(PHONES)))]) for a, b in zip(edges[:-1], edges[1:])
+                  if b > a]
+        utts.append(SimpleNamespace(id=f"u{i}", duration=dur, phones=phones, text="the cat"))
+    utts.sort(key=lambda u: u.duration)
+    for i in range(0, n_utts, batch_size):
+        chunk = utts[i:i + batch_size]
+        lengths = torch.tensor([int(u.duration * f.sample_rate) // f.hop + 1 for u in chunk])
+        x = torch.zeros(len(chunk), f.n_mels, int(lengths.max()))
+        for b, n in enumerate(lengths.tolist()):
+            x[b, :, :n] = torch.from_numpy(g.standard_normal((f.n_mels, n)).astype(np.float32))
+        batches.append((x, lengths, chunk))
+    return batches
+
+
+def fwd_bwd(model, batches):
+    gen = torch.Generator().manual_seed(0)
+    for x, lengths, _ in batches:
+        model.zero_grad(set_to_none=True)
+        logp = model(x)
+        out_len = layer_lengths(lengths, model.geometry("output")).clamp(max=logp.shape[1])
+        tl = torch.full((len(lengths),), 20, dtype=torch.long)
+        tgt = torch.randint(1, 29, (int(tl.sum()),), generator=gen)
+        loss = F.ctc_loss(logp.transpose(0, 1), tgt, out_len, tl, zero_infinity=True)
+        loss.backward()
+
+
+def profile(model, batches, method):
+    f = model.cfg.features
+    acc = ProfileAccumulator(model, hop=f.hop, sample_rate=f.sample_rate, method=method)
+    for x, lengths, utts in batches:
+        acc.update(x, lengths, utts)
+    return acc
+
+
+def forward_only(model, batches):
+    with torch.no_grad():
+        for x, _, _ in batches:
+            model(x)
+
+
+def timed(fns: dict, repeats: int) -> dict:
+    """Interleaved runs (one of each per round), so load changes hit all passes alike."""
+    out = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k].append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="small")
+    ap.add_argument("--utterances", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = Wav2Letter(load_config(a.config).model).eval()
+    batches = make_batches(model.cfg, a.utterances, a.seconds, a.batch_size)
+    frames = sum(int(b[1].sum()) for b in batches)
+    fwd_bwd(model, batches[:1])  # warm-up
+    profile(model, batches[:1], "gradnap")
+    runs = timed({"fwd+bwd": lambda: fwd_bwd(model, batches),
+                  "gradnap": lambda: profile(model, batches, "gradnap"),
+                  "nap": lambda: profile(model, batches, "nap"),
+                  "fwd only": lambda: forward_only(model, batches)}, a.repeats)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    base, grad = med["fwd+bwd"], med["gradnap"]
+    print(f"config={a.config} utterances={a.utterances} x ~{a.seconds:g}s ({frames} feature frames) "
+          f"batch={a.batch_size} threads={torch.get_num_threads()} repeats={a.repeats}")
+    print(f"{'pass':<10}{'median s':>10}{'ratio':>8}   all runs")
+    for name, t in med.items():
+        print(f"{name:<10}{t:>10.3f}{t / base:>8.2f}   {' '.join(f'{r:.3f}' for r in runs[name])}")
+    ok = grad <= 1.5 * base
+    print(f"target gradnap <= 1.5x fwd+bwd: {'met' if ok else 'NOT met'} ({grad / base:.2f}x)")
+    print("load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()

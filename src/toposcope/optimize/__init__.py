@@ -1,0 +1,32 @@
+"""Optimal inputs for filters and regions of the topographic map (SPEC §7, seed §3; Yosinski et al. 2015).
+
+* :mod:`.objectives` -- what to maximise (a filter's / a region's mean activation, sums, weights)
+* :mod:`.param` -- input geometry (receptive fields, valid frames) and the input parameterisation
+* :mod:`.transforms` -- regularisers: L2 decay, periodic blur, random time jitter, data-range clipping
+* :mod:`.render` -- the optimisation loop (tensors in, tensors out)
+* :mod:`.data_max` -- the largest value of an objective on real data (the sanity check)
+* :mod:`.run` -- ``toposcope optimize``: regions of a run directory -> ``RUN/optimal/``
+"""
+
+from .data_max import DataMaxima, FeatureStats, data_maxima, feature_stats, sliding_max_mean
+from .objectives import FilterActivation, Objective, PerSample, RegionActivation, Scaled, Sum, region_objectives
+from .param import InputGeometry, MelInput, ReceptiveField, input_geometry, receptive_field
+from .render import OptimizeConfig, OptimizeResult, activations, optimize_inputs
+from .transforms import clip_to_range, gaussian_blur, jitter, l2_penalty, random_offsets
+
+__all__ = [
+    "Objective", "FilterActivation", "RegionActivation", "Sum", "Scaled", "PerSample", "region_objectives",
+    "ReceptiveField", "receptive_field", "InputGeometry", "input_geometry", "MelInput",
+    "l2_penalty", "gaussian_blur", "jitter", "random_offsets", "clip_to_range",
+    "OptimizeConfig", "OptimizeResult", "optimize_inputs", "activations",
+    "DataMaxima", "data_maxima", "sliding_max_mean", "FeatureStats", "feature_stats",
+    "optimize_run", "choose_groups",
+]
+
+
+def __getattr__(name):  # the orchestration imports checkpoint/maps/profiles: load it lazily
+    if name in ("optimize_run", "choose_groups"):
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'toposcope.optimize' has no attribute {name!r}")

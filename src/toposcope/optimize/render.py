@@ -1,0 +1,224 @@
+"""The optimisation loop for optimal inputs (SPEC §7; Yosinski et al. 2015). Returns tensors, shows nothing.
+
+Per step (Adam on the input ``x``, model frozen and in eval mode)::
+
+    x_j   = jitter(x, random offsets in [-jitter, jitter])          # random time jitter
+    value = objective(activations(model, x_j), valid frames)         # (B,)
+    loss  = -value + l2 * mean(x^2)                                   # per element; L2 decay
+    loss.sum().backward(); adam.step()
+    every blur_every steps: x <- gaussian_blur(x)                     # periodic blur
+    x <- clip(x, data_lo, data_hi)                                    # clipping to the data range
+
+Batch elements never interact (Adam is per coordinate, the loss is a sum of per-element terms), so a
+region's 9 single-filter inputs and its joint input are one batch of 10 with one forward/backward
+per step. The forward stops at the deepest layer the objective reads. The final ``values`` are the
+objective of the returned inputs *without* jitter. Deterministic for a ``seed`` (initial noise and
+jitter come from one seeded generator).
+
+Dead units: a filter whose ReLU is off for the initial noise gets no gradient at all. As in Lucid's
+"redirected ReLU" (Olah et al. 2017), for the first ``redirect_steps`` steps every ReLU up to the
+target layer passes, for a batch element whose ordinary ReLU gradient is all zero, the gradient
+components that would *raise* a negative pre-activation; forward values are unchanged (the
+recorded post-ReLU activations are exact), and afterwards plain ReLU gradients are used.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from ..hooks import record
+from .objectives import Objective
+from .param import MelInput, receptive_field
+from .transforms import clip_to_range, gaussian_blur, jitter, l2_penalty, random_offsets
+
+__all__ = ["OptimizeConfig", "OptimizeResult", "optimize_inputs", "activations", "frozen", "progress_enabled"]
+
+
+def progress_enabled(progress: bool) -> bool:
+    """tqdm bars are on unless ``progress=False`` or ``TOPOSCOPE_NO_PROGRESS=1``."""
+    return bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """Hyperparameters of the loop (defaults tuned on the ``tiny``/``small`` configs)."""
+
+    steps: int = 200
+    lr: float = 0.05
+    l2: float = 0.01  # weight of mean(x^2) (normalised features have per-bin variance ~1 on data)
+    blur_every: int = 4
+    blur_sigma_mel: float = 0.5
+    blur_sigma_time: float = 0.5
+    jitter: int = 2  # max |shift| in feature frames
+    init_std: float = 0.1
+    redirect_steps: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.steps < 0 or self.lr <= 0 or self.l2 < 0 or self.blur_every < 0 or self.jitter < 0
+                or self.redirect_steps < 0 or self.init_std < 0):
+            raise ValueError(f"need steps >= 0, lr > 0 and l2, blur_every, jitter, redirect_steps, init_std >= 0: "
+                             f"{self}")
+
+
+@dataclass
+class OptimizeResult:
+    """``inputs``: ``(B, n_mels, T)`` optimised normalised log-mel; ``values``: ``(B,)`` objective reached
+    (no jitter); ``losses``/``objective``: ``(steps, B)`` per-step loss and objective (with jitter)."""
+
+    inputs: torch.Tensor
+    values: torch.Tensor
+    losses: torch.Tensor
+    objective: torch.Tensor
+    config: OptimizeConfig = field(default_factory=OptimizeConfig)
+
+
+class _RedirectedReLUFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        plain = g * (x > 0)
+        redirected = g * (g < 0)  # g = dLoss/dy < 0: raising y lowers the loss
+        dead = (plain.flatten(1) == 0).all(dim=1).view(-1, *([1] * (g.dim() - 1)))
+        return torch.where(dead, redirected, plain)
+
+
+class RedirectedReLU(torch.nn.Module):
+    """ReLU forward; backward as described in the module docstring (per batch element)."""
+
+    def forward(self, x):
+        return _RedirectedReLUFn.apply(x)
+
+
+@contextmanager
+def redirected_relus(model, upto: str):
+    """Temporarily swap ``model.blocks[name].act`` (ReLU) for :class:`RedirectedReLU` up to ``upto``."""
+    swapped = []
+    try:
+        for name, block in model.blocks.items():
+            if isinstance(block.act, torch.nn.ReLU):
+                swapped.append((block, block.act))
+                block.act = RedirectedReLU()
+            if name == upto:
+                break
+        yield
+    finally:
+        for block, act in swapped:
+            block.act = act
+
+
+@contextmanager
+def frozen(model: torch.nn.Module):
+    """Eval mode and ``requires_grad=False`` on every parameter inside; both restored afterwards."""
+    flags = [p.requires_grad for p in model.parameters()]
+    was_training = model.training
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()
+        yield model
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+def activations(model, feats: torch.Tensor, layers, *, detach: bool = True) -> dict[str, torch.Tensor]:
+    """Post-ReLU activations ``{layer: (B, C, T_l)}`` of ``feats (B, n_mels, T)``.
+
+    Runs the model's blocks (``model.blocks``, input to output) only up to the deepest requested
+    layer; the activations are read at the named sites through :func:`toposcope.hooks.record`.
+    """
+    layers = list(dict.fromkeys(layers))
+    order = list(model.blocks)
+    for l in layers:
+        if l not in order:
+            raise KeyError(f"no layer {l!r}; layers: {', '.join(model.layer_names)}")
+    last = max(order.index(l) for l in layers)
+    with record(model, layers, detach=detach) as rec:
+        h = feats
+        for name in order[:last + 1]:
+            h = model.blocks[name](h)
+    return dict(rec.acts)
+
+
+def valid_frames(model, acts: dict[str, torch.Tensor], n_input: int) -> dict[str, slice]:
+    """Per layer: output frames whose receptive field lies inside the input (see :mod:`.param`)."""
+    out = {}
+    for l, a in acts.items():
+        v = receptive_field(model, l).valid_frames(n_input, a.shape[-1])
+        if v.stop <= v.start:
+            raise ValueError(f"an input of {n_input} frames is shorter than the receptive field of {l} "
+                             f"({receptive_field(model, l).size} frames)")
+        out[l] = v
+    return out
+
+
+def optimize_inputs(model, objective: Objective, *, batch: int, frames: int,
+                    config: OptimizeConfig = OptimizeConfig(), data_range=None, init=None,
+                    progress: bool = False, desc: str = "optimize") -> OptimizeResult:
+    """Maximise ``objective`` over inputs ``(batch, n_mels, frames)`` (see module docstring).
+
+    ``objective`` returns ``(batch,)`` values (e.g. a :class:`~.objectives.PerSample` of ``batch``
+    targets, or any objective, then every element optimises the same one from different noise).
+    ``data_range``: ``(lo, hi)`` per-bin tensors ``(n_mels,)`` or ``None`` (no clipping).
+    ``init``: ``(batch, n_mels, frames)`` starting point (default: seeded noise).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config
+    n_mels = model.cfg.features.n_mels
+    g = torch.Generator().manual_seed(int(cfg.seed))
+    param = MelInput(batch, n_mels, frames, init_std=cfg.init_std, generator=g, init=init)
+    x = param.x
+    lo = hi = None
+    if data_range is not None:
+        lo, hi = (torch.as_tensor(r, dtype=torch.float32).reshape(-1) for r in data_range)
+        if lo.numel() != n_mels or hi.numel() != n_mels or bool((lo > hi).any()):
+            raise ValueError(f"data_range must be per-bin (lo, hi) with {n_mels} bins and lo <= hi")
+        clip_to_range(x.data, lo, hi)
+    opt = torch.optim.Adam([x], lr=cfg.lr)
+    losses = torch.zeros(cfg.steps, batch)
+    values = torch.zeros(cfg.steps, batch)
+    layers = objective.layers
+    order = list(model.blocks)
+    deepest = max(layers, key=lambda l: order.index(l) if l in order else -1)
+    with frozen(model):
+        with torch.no_grad():
+            vf = valid_frames(model, activations(model, x[:1], layers), frames)
+        bar = tqdm(range(cfg.steps), desc=desc, leave=False, disable=not progress_enabled(progress))
+        for step in bar:
+            xin = jitter(x, random_offsets(batch, cfg.jitter, g)) if cfg.jitter else x
+            if step < cfg.redirect_steps:
+                with redirected_relus(model, deepest):
+                    val = objective(activations(model, xin, layers, detach=False), vf)
+            else:
+                val = objective(activations(model, xin, layers, detach=False), vf)
+            if val.shape != (batch,):
+                raise ValueError(f"objective returned shape {tuple(val.shape)}, expected ({batch},)")
+            loss = -val + cfg.l2 * l2_penalty(x)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            with torch.no_grad():
+                if cfg.blur_every and (step + 1) % cfg.blur_every == 0:
+                    x.copy_(gaussian_blur(x, cfg.blur_sigma_mel, cfg.blur_sigma_time))
+                if lo is not None:
+                    clip_to_range(x, lo, hi)
+            losses[step] = loss.detach()
+            values[step] = val.detach()
+            if step % 10 == 0:
+                bar.set_postfix(objective=f"{val.mean().item():.3g}")
+        with torch.no_grad():
+            final = objective(activations(model, x, layers), vf)
+    return OptimizeResult(inputs=x.detach().clone(), values=final.detach(), losses=losses, objective=values,
+                          config=cfg)

@@ -1,0 +1,346 @@
+"""``toposcope optimize`` orchestration for a run directory (SPEC §7, seed §3 / Fig. 1B bottom).
+
+For each chosen group (phone) and layer, the most responsive region from ``RUN/maps/regions.json``
+gets ``len(region) + 1`` optimal inputs, optimised together as one batch: one per region filter
+(single-filter) and one for the whole region (joint). Written to ``RUN/optimal/<layer>/<group>/``::
+
+    filter_<i>.npy     (n_mels, T) normalised log-mel input maximising filter i's mean activation
+    joint.npy          (n_mels, T) input maximising the region's joint (mean) activation
+    filter_<i>.wav     audio of each (de-normalised, mel inversion + Griffin-Lim)
+    joint.wav
+    region.png         single-filter inputs laid out like the region + the joint one
+    summary.json       per target: activation reached, data maximum (and where), exceeds (bool)
+
+plus ``RUN/optimal/summary.json`` (every layer/group) and ``RUN/optimal/feature_stats.json`` (the
+clip range and the de-normalisation statistics used).
+
+**Sanity (enforced):** every optimised input must drive its target above the largest value of the
+same objective on real data (:mod:`.data_max`). Targets that do not get up to ``retries`` more
+rounds of ``steps`` steps (continuing from where they are, with a new jitter seed); the result is
+reported per target and in ``all_exceed``; the CLI exits with status 1 if any target fails.
+
+**Default groups** ("the three with the most distinct maps"): for every layer, the Pearson
+correlation between each group's GradNAP map and every other group's; distinctness = ``1 - mean``
+correlation with the others, averaged over the layers; the ``count`` most distinct groups win.
+``sil`` and groups with fewer than 10 % of the median frame count of a layer (noisy maps look
+"distinct") are left out. Without a profiles file, the groups whose regions have the highest smoothed
+value relative to the spread of that layer's region values are taken (said in the summary).
+
+**De-normalisation for audio:** an optimal input lives in per-utterance-normalised log-mel space;
+it is mapped back with the training data's average per-utterance per-bin mean and std
+(:class:`.data_max.FeatureStats`), then inverted (:func:`toposcope.melinvert.mel_to_audio`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data_max import DataMaxima, FeatureStats, data_maxima, feature_stats
+from .objectives import region_objectives, PerSample
+from .param import input_geometry
+from .render import OptimizeConfig, optimize_inputs, progress_enabled
+
+__all__ = ["choose_groups", "load_regions", "load_data", "optimize_region", "optimize_run", "write_region"]
+
+EXCLUDE_GROUPS = ("sil",)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def load_regions(run_dir) -> dict:
+    """``RUN/maps/regions.json`` -> ``{layer: {group: {"center", "filters", "value"}}}``."""
+    p = Path(run_dir) / "maps" / "regions.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: regions not found (run `toposcope profile` and `toposcope maps` first)")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: invalid JSON ({e.msg})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{p}: expected {{layer: {{group: region}}}}")
+    for layer, groups in d.items():
+        for g, r in groups.items():
+            if not isinstance(r, dict) or "filters" not in r or "center" not in r:
+                raise ValueError(f"{p}: region {layer}/{g} lacks 'filters' or 'center'")
+    return d
+
+
+def choose_groups(profiles, count: int = 3, *, layers: Sequence[str] | None = None,
+                  exclude: Sequence[str] = EXCLUDE_GROUPS, min_count_ratio: float = 0.1) -> list[tuple[str, float]]:
+    """The ``count`` groups with the most distinct maps: ``[(group, distinctness)]``, most distinct first.
+
+    ``profiles``: a :class:`toposcope.profiles.Profiles` (per layer ``values (G, C)`` and ``counts (G,)``).
+    See the module docstring for the definition.
+    """
+    groups = list(profiles.groups)
+    names = [l for l in (layers or profiles.layer_names) if l in profiles.layers]
+    if not names:
+        raise ValueError(f"no profiled layer among {list(layers or [])}; profiled: {', '.join(profiles.layers)}")
+    score = np.zeros(len(groups))
+    ok = np.array([g not in exclude for g in groups])
+    for l in names:
+        lp = profiles.layers[l]
+        v = np.asarray(lp.values, dtype=np.float64)
+        counts = np.asarray(lp.counts, dtype=np.float64)
+        ok &= counts >= min_count_ratio * np.median(counts[counts > 0]) if (counts > 0).any() else False
+        v = v - v.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(v, axis=1)
+        norm[norm == 0] = np.inf  # a flat map correlates with nothing; it is excluded below anyway
+        ok &= np.isfinite(norm)
+        c = (v / norm[:, None]) @ (v / norm[:, None]).T
+        G = len(groups)
+        score += 1.0 - (c.sum(axis=1) - np.diag(c)) / max(G - 1, 1)
+    score /= len(names)
+    order = [i for i in np.argsort(-score, kind="stable") if ok[i]]
+    return [(groups[i], float(score[i])) for i in order[:count]]
+
+
+def _choose_without_profiles(regions: dict, layers: Sequence[str], count: int) -> list[tuple[str, float]]:
+    groups = sorted({g for l in layers for g in regions[l]} - set(EXCLUDE_GROUPS))
+    score = {g: 0.0 for g in groups}
+    for l in layers:
+        vals = np.array([regions[l][g]["value"] for g in groups if g in regions[l]], dtype=float)
+        spread = vals.std() or 1.0
+        for g in groups:
+            if g in regions[l]:
+                score[g] += (regions[l][g]["value"] - vals.mean()) / spread / len(layers)
+    return sorted(score.items(), key=lambda kv: -kv[1])[:count]
+
+
+def load_data(corpus, cfg, *, split: str = "train", max_utterances: int = 200, progress: bool = False):
+    """Normalised features of up to ``max_utterances`` utterances of ``split`` (evenly spaced over the
+    manifest order, deterministic) and their :class:`FeatureStats`: ``([(id, (n_mels, T))], stats)``."""
+    from tqdm.auto import tqdm
+
+    from ..audio import read_audio
+    from ..features import log_mel, normalize
+
+    utts = corpus.split(split) if split != "all" else list(corpus)
+    if not utts:
+        raise ValueError(f"{corpus.root}: split {split!r} has no utterances")
+    if max_utterances and len(utts) > max_utterances:
+        idx = np.linspace(0, len(utts) - 1, max_utterances).round().astype(int)
+        utts = [utts[i] for i in idx]
+    raws, feats = [], []
+    for u in tqdm(utts, desc="features", leave=False, disable=not progress_enabled(progress)):
+        L = log_mel(read_audio(corpus.audio_path(u), sample_rate=cfg.sample_rate), cfg, normalized=False)
+        raws.append(L)
+        feats.append((u.id, normalize(L)))
+    return feats, feature_stats(raws)
+
+
+def optimize_region(model, layer: str, filters: Sequence[int], *, config: OptimizeConfig, frames: int,
+                    data_range=None, data_max: Sequence[float] | None = None, retries: int = 2,
+                    progress: bool = False, desc: str = "optimize") -> dict:
+    """Optimise ``len(filters)`` single-filter inputs + 1 joint input as one batch.
+
+    Returns ``{"inputs": (K + 1, n_mels, frames), "values": (K + 1,), "losses": (steps_total, K + 1),
+    "rounds": int}``. With ``data_max`` (``(K + 1,)``), up to ``retries`` further rounds run while
+    any value is not above its data maximum.
+    """
+    objective = PerSample(region_objectives(layer, filters))
+    B = len(objective)
+    res = optimize_inputs(model, objective, batch=B, frames=frames, config=config, data_range=data_range,
+                          progress=progress, desc=desc)
+    losses, rounds = [res.losses], 1
+    while data_max is not None and rounds <= retries:
+        dm = torch.as_tensor([float(m) for m in data_max])
+        if bool((res.values > dm).all()):
+            break
+        cfg = OptimizeConfig(**{**asdict(config), "seed": config.seed + 1000 * rounds, "redirect_steps": 0})
+        res = optimize_inputs(model, objective, batch=B, frames=frames, config=cfg, data_range=data_range,
+                              init=res.inputs, progress=progress, desc=f"{desc} (retry {rounds})")
+        losses.append(res.losses)
+        rounds += 1
+    return {"inputs": res.inputs, "values": res.values, "losses": torch.cat(losses), "rounds": rounds}
+
+
+def _centre_freqs(cfg) -> np.ndarray:
+    from ..features import hz_to_mel, mel_to_hz
+
+    return mel_to_hz(np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.top), cfg.n_mels + 2))[1:-1]
+
+
+def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, inputs: torch.Tensor,
+                 values: torch.Tensor, maxima: DataMaxima, first: int, stats: FeatureStats, feats_cfg,
+                 geometry, config: OptimizeConfig, extra: dict, images: bool = True, audio: bool = True,
+                 dpi: int = 110) -> dict:
+    """Write the ``.npy``/``.wav``/``region.png``/``summary.json`` of one region; returns the summary."""
+    from ..melinvert import mel_to_audio
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    filters = [int(i) for i in region["filters"]]
+    names = [f"filter_{i}" for i in filters] + ["joint"]
+    targets = []
+    for k, name in enumerate(names):
+        x = inputs[k].numpy().astype(np.float32)
+        np.save(out_dir / f"{name}.npy", x)
+        if audio:
+            from ..audio import write_wav
+
+            wave = mel_to_audio(x, feats_cfg, mean=stats.mean, std=stats.std, seed=config.seed)
+            write_wav(out_dir / f"{name}.wav", wave.numpy(), feats_cfg.sample_rate)
+        dm = maxima.values[first + k]
+        where = maxima.where[first + k]
+        v = float(values[k])
+        t = {"name": name, "activation": v,
+             "data_max": dm if np.isfinite(dm) else None,
+             "data_max_at": {"utterance": where[0], "frame": where[1]} if where else None,
+             "exceeds": bool(np.isfinite(dm) and v > dm),
+             "ratio": (v / dm) if np.isfinite(dm) and dm > 0 else None}
+        if k < len(filters):
+            t["filter"] = filters[k]
+            t["position"] = list(grid.position(filters[k]))
+        else:
+            t["filters"] = filters
+        targets.append(t)
+    if images:
+        import matplotlib
+
+        if not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ..plot_inputs import plot_region_inputs
+
+        pos = [grid.position(i) for i in filters]
+        r0, c0 = min(p[0] for p in pos), min(p[1] for p in pos)
+        art = plot_region_inputs(
+            [inputs[k].numpy() for k in range(len(filters))], [(r - r0, c - c0) for r, c in pos],
+            inputs[-1].numpy(), titles=[f"#{i} ({t['activation']:.2f} / {t['data_max'] or float('nan'):.2f})"
+                                        for i, t in zip(filters, targets)],
+            joint_title=f"joint ({targets[-1]['activation']:.2f} / {targets[-1]['data_max'] or float('nan'):.2f})",
+            frame_seconds=feats_cfg.frame_seconds, freqs=_centre_freqs(feats_cfg),
+            suptitle=f"{layer} · /{group}/ · region around {tuple(region['center'])} · "
+                     f"activation reached / data max")
+        art["fig"].savefig(out_dir / "region.png", dpi=dpi)
+        plt.close(art["fig"])
+    summary = {
+        "layer": layer, "group": group, "center": list(region["center"]), "filters": filters,
+        "region_value": region.get("value"),
+        "input": {"frames": geometry.frames, "seconds": geometry.frames * feats_cfg.frame_seconds,
+                  "valid_output_frames": [geometry.valid.start, geometry.valid.stop],
+                  "receptive_field": geometry.rf.size, "stride": geometry.rf.jump},
+        "objective": "mean post-ReLU activation over the valid output frames (joint: mean over the region)",
+        "data_max_definition": (f"max over {maxima.utterances} real utterances of the same objective over windows of "
+                                f"{geometry.n_valid} valid output frames"),
+        "targets": targets, "all_exceed": all(t["exceeds"] for t in targets),
+        "config": asdict(config), **extra,
+    }
+    _write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequence[str] | None = None,
+                 data=None, split: str = "train", max_utterances: int = 200, n_groups: int = 3,
+                 seconds: float = 0.5, config: OptimizeConfig = OptimizeConfig(), retries: int = 2,
+                 profiles: str = "gradnap-phone", checkpoint: str = "best", images: bool = True,
+                 audio: bool = True, progress: bool = True, out=None) -> dict:
+    """Optimal inputs for every chosen (layer, group) region of a run; see the module docstring.
+
+    ``data``: corpus directory (default: the one recorded in the profiles file); returns the overall
+    summary (also written to ``RUN/optimal/summary.json``).
+    """
+    from ..checkpoint import load_run
+    from ..corpus import Corpus
+    from ..maps import safe_filename
+
+    run = load_run(run_dir, checkpoint)
+    run_dir = Path(run.path or run_dir)
+    out = Path(out) if out is not None else run_dir / "optimal"
+    model, fcfg = run.model, run.config.model.features
+    regions = load_regions(run_dir)
+    all_layers = [l for l in model.layer_names if l in regions]
+    if layers:
+        bad = [l for l in layers if l not in regions]
+        if bad:
+            raise ValueError(f"no regions for layer(s) {', '.join(bad)} in {run_dir}/maps/regions.json; "
+                             f"available: {', '.join(all_layers)}")
+        layers = list(layers)
+    else:
+        layers = all_layers
+    if not layers:
+        raise ValueError(f"{run_dir}/maps/regions.json holds no region of this model's layers")
+
+    prof = None
+    prof_path = run_dir / "profiles" / f"{profiles}.npz"
+    if prof_path.is_file():
+        from ..profiles import load_profiles
+
+        prof = load_profiles(prof_path)
+    if groups:
+        for g in groups:
+            missing = [l for l in layers if g not in regions[l]]
+            if missing:
+                raise ValueError(f"group {g!r} has no region in layer(s) {', '.join(missing)}; groups: "
+                                 f"{', '.join(sorted(regions[layers[0]]))}")
+        chosen = [(g, None) for g in groups]
+        how = "given"
+    elif prof is not None:
+        chosen = [(g, s) for g, s in choose_groups(prof, n_groups, layers=layers)
+                  if all(g in regions[l] for l in layers)]
+        how = f"most distinct maps in {prof_path.name} (1 - mean correlation with the other groups' maps)"
+    else:
+        chosen = _choose_without_profiles(regions, layers, n_groups)
+        how = "no profiles file: highest region value relative to the spread over groups"
+    if not chosen:
+        raise ValueError("no group to optimise (all excluded or without regions)")
+
+    if data is None:
+        data = (prof.meta.get("corpus") if prof is not None else None)
+        if not data:
+            raise ValueError("no corpus given (--data) and none recorded in the profiles file; the data maximum "
+                             "needs real utterances")
+    corpus = Corpus.load(data)
+    feats, stats = load_data(corpus, fcfg, split=split, max_utterances=max_utterances, progress=progress)
+
+    # One pass over the data for every target of every region.
+    jobs, objectives, windows = [], [], []
+    for layer in layers:
+        geo = input_geometry(model, layer, seconds)
+        for g, score in chosen:
+            reg = regions[layer][g]
+            objs = region_objectives(layer, reg["filters"])
+            jobs.append((layer, g, score, reg, geo, len(objectives)))
+            objectives.extend(objs)
+            windows.extend([geo.n_valid] * len(objs))
+    maxima = data_maxima(model, feats, objectives, windows, progress=progress, total=len(feats))
+
+    results = []
+    for layer, g, score, reg, geo, first in jobs:
+        t0 = time.perf_counter()
+        dm = maxima.values[first:first + len(reg["filters"]) + 1]
+        r = optimize_region(model, layer, reg["filters"], config=config, frames=geo.frames,
+                            data_range=(stats.lo, stats.hi), data_max=dm, retries=retries, progress=progress,
+                            desc=f"{layer}/{g}")
+        elapsed = time.perf_counter() - t0
+        losses = r["losses"]
+        extra = {"distinctness": score, "group_choice": how, "rounds": r["rounds"], "steps_run": int(losses.shape[0]),
+                 "loss_first": losses[0].tolist(), "loss_last": losses[-1].tolist(), "seconds": elapsed,
+                 "checkpoint": run.meta.get("checkpoint"), "corpus": str(corpus.root), "split": split}
+        s = write_region(out / layer / safe_filename(g), layer=layer, group=g, region=reg, grid=model.grids[layer],
+                         inputs=r["inputs"], values=r["values"], maxima=maxima, first=first, stats=stats,
+                         feats_cfg=fcfg, geometry=geo, config=config, extra=extra, images=images, audio=audio)
+        results.append(s)
+    _write_json(out / "feature_stats.json", stats.to_dict())
+    overall = {"run": str(run_dir), "groups": [g for g, _ in chosen], "group_choice": how, "layers": layers,
+               "all_exceed": all(s["all_exceed"] for s in results),
+               "failures": [f"{s['layer']}/{s['group']}/{t['name']}" for s in results for t in s["targets"]
+                            if not t["exceeds"]],
+               "regions": [{k: s[k] for k in ("layer", "group", "center", "filters", "all_exceed", "seconds", "rounds")}
+                           | {"path": str(out / s["layer"] / safe_filename(s["group"]))} for s in results]}
+    _write_json(out / "summary.json", overall)
+    return overall

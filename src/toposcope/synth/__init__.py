@@ -1,0 +1,343 @@
+"""The embedded default corpus: speech synthesized locally with exact phone timings (SPEC §2.3).
+
+``synthesize(out, utterances=N | hours=H, seed=S)`` writes a corpus directory in the native
+format (SPEC §2.1: ``manifest.jsonl`` + ``audio/*.wav``, 16 kHz mono) with canonical labels
+(SPEC §2.2: Festival/Flite ``ax`` -> ``ah``, ``pau`` -> ``sil``; originals in
+``source_phones``) and returns ``Corpus.load(out)``.
+
+Plan (deterministic for a seed, and prefix-stable: utterance ``i`` depends only on ``seed`` and
+``i``, so a bigger corpus with the same seed contains the smaller one):
+
+* the sentence list (see :mod:`.sentences`) is permuted with the seed and cut into three
+  disjoint pools: ``valid`` (10 %), ``test`` (10 %), ``train`` (the rest) -- valid sentences are
+  never spoken in train;
+* utterances follow a fixed 20-slot pattern (15 train, 2 valid, 3 test), so every corpus of
+  three or more utterances has all three splits;
+* ``test`` uses whole held-out voices (:data:`.voices.DEFAULT_TEST_VOICES`: one Festival, one
+  Flite voice); ``train`` and ``valid`` use the other voices, round-robin, so small corpora
+  still hold every voice;
+* each utterance draws a rate and a pitch factor; ``(voice, rate, pitch)`` is its ``speaker``.
+
+Resumable: each finished utterance is its WAV plus a JSON sidecar under ``<out>/.synth/``; a
+re-run skips utterances whose sidecar matches the plan and only assembles the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..audio import SAMPLE_RATE, write_wav
+from ..corpus import MANIFEST, Corpus, Utterance, write_manifest
+from ..phones import FESTIVAL_MAP, SILENCE, map_phone
+from ..text import normalize_text
+from .espeak import map_espeak
+from .sentences import load_sentences
+from .voices import (DEFAULT_TEST_VOICES, PITCHES, RATES, VOICES, MissingPackageError, Speaker,
+                     SynthError, Voice, check_voices, cpu_count, get_voices)
+
+__all__ = [
+    "synthesize", "plan_corpus", "PlannedUtterance", "SynthError", "MissingPackageError", "VOICES",
+    "DEFAULT_TEST_VOICES", "RATES", "PITCHES", "DEFAULT_HOURS",
+]
+
+DEFAULT_HOURS = 1.0
+#: Split of each block of 20 utterances (prefix-balanced so tiny corpora hold all three splits).
+_PATTERN = ("train", "valid", "test", "train", "train", "train", "train", "train", "train", "test",
+            "train", "train", "valid", "train", "train", "train", "test", "train", "train", "train")
+_SIDE = ".synth"
+_PEAK = 0.9
+
+
+@dataclass(frozen=True)
+class PlannedUtterance:
+    index: int
+    id: str
+    split: str
+    speaker: Speaker
+    sentence: str
+
+    @property
+    def key(self) -> dict:
+        return {"speaker": self.speaker.id, "sentence": self.sentence}
+
+
+def _estimate_seconds(sentence: str, spk: Speaker) -> float:
+    """Rough audio length (calibrated on the voices here) used only to size ``hours=`` corpora."""
+    return (0.5 + 0.054 * len(sentence)) / (spk.rate * spk.perturb)
+
+
+def plan_corpus(*, utterances: int | None = None, hours: float | None = None, seed: int = 0,
+                voices=None) -> list[PlannedUtterance]:
+    """The deterministic list of utterances ``synthesize`` would produce (no synthesis)."""
+    if utterances is not None and hours is not None:
+        raise SynthError("give either utterances or hours, not both")
+    if utterances is None and hours is None:
+        hours = DEFAULT_HOURS
+    if utterances is not None and (not isinstance(utterances, (int, np.integer)) or utterances < 3):
+        raise SynthError(f"utterances must be an integer >= 3 (one per split at least), got {utterances!r}")
+    if hours is not None and not (hours > 0 and math.isfinite(hours)):
+        raise SynthError(f"hours must be a positive number, got {hours!r}")
+    vs = get_voices(voices)
+    test_v = [v for v in vs if v.name in DEFAULT_TEST_VOICES]
+    train_v = [v for v in vs if v.name not in DEFAULT_TEST_VOICES]
+    if not train_v:  # only test voices chosen: keep the first for train/valid
+        train_v, test_v = test_v[:1], test_v[1:]
+    if not test_v:
+        if len(train_v) < 2:
+            raise SynthError("at least two voices are needed (whole voices are held out for the test split); "
+                             f"got {', '.join(v.name for v in vs)}")
+        test_v = train_v[-1:]
+        train_v = train_v[:-1]
+    voices_of = {"train": train_v, "valid": train_v, "test": test_v}
+
+    sentences = load_sentences()
+    order = np.random.default_rng([int(seed), 0xF0]).permutation(len(sentences))
+    n_hold = max(1, len(sentences) // 10)
+    pools = {"valid": order[:n_hold], "test": order[n_hold:2 * n_hold], "train": order[2 * n_hold:]}
+
+    plan, counts, total = [], {"train": 0, "valid": 0, "test": 0}, 0.0
+    i = 0
+    while True:
+        if utterances is not None and i >= utterances:
+            break
+        if hours is not None and total >= hours * 3600:
+            break
+        split = _PATTERN[i % len(_PATTERN)]
+        k = counts[split]
+        counts[split] += 1
+        vlist = voices_of[split]
+        rng = np.random.default_rng([int(seed), 0x5EED, i])
+        voice = vlist[k % len(vlist)]
+        spk = voice.speaker(RATES[rng.integers(len(RATES))], PITCHES[rng.integers(len(PITCHES))])
+        pool = pools[split]
+        sentence = sentences[int(pool[k % len(pool)])]
+        plan.append(PlannedUtterance(i, f"synth-{i:06d}", split, spk, sentence))
+        total += _estimate_seconds(sentence, spk)
+        i += 1
+    return plan
+
+
+# ----------------------------------------------------------------------------- post-processing
+
+def _clip_segments(segs, duration: float) -> list[tuple[float, float, str]]:
+    out = []
+    for s, e, lab in segs:
+        s, e = max(0.0, min(s, duration)), max(0.0, min(e, duration))
+        if e - s >= 1e-4:
+            out.append((s, e, lab))
+    return out
+
+
+def _finalize(p: PlannedUtterance, raw: dict, out: Path) -> dict:
+    """Engine output -> 16 kHz WAV + canonical, gap-free, clipped labels; writes WAV and sidecar."""
+    src = raw["wav"]
+    try:
+        wave, sr = sf.read(str(src), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise SynthError(f"{src}: the synthesizer wrote unreadable audio ({e})") from None
+    wave = wave.mean(axis=1)
+    factor = Fraction(SAMPLE_RATE, int(sr)) / Fraction(p.speaker.perturb).limit_denominator(100)
+    if factor != 1:
+        from scipy.signal import resample_poly
+        wave = resample_poly(wave, factor.numerator, factor.denominator).astype(np.float32)
+    tscale = float(Fraction(int(sr)) * factor / SAMPLE_RATE)  # source seconds -> output seconds
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    if peak <= 0:
+        raise SynthError(f"{src}: the synthesizer produced silence for {p.sentence!r}")
+    wave = wave * (_PEAK / peak)
+    duration = len(wave) / SAMPLE_RATE
+
+    ends = raw["segs"]
+    src_segs, prev = [], 0.0
+    for end, lab in ends:
+        e = end * tscale
+        src_segs.append((prev, e, lab))
+        prev = max(prev, e)
+    src_segs = _clip_segments(src_segs, duration)
+    phones: list[list] = []
+    for s, e, lab in src_segs:
+        if raw.get("mapping") == "espeak":
+            c = map_espeak(lab)
+        else:
+            c = map_phone(lab, FESTIVAL_MAP)
+        if c is None:  # espeak's glottal stop: merged into its left neighbour (or sil)
+            if phones and abs(phones[-1][1] - s) < 1e-9:
+                phones[-1][1] = e
+            else:
+                phones.append([s, e, SILENCE])
+            continue
+        if phones and c == SILENCE and phones[-1][2] == SILENCE and abs(phones[-1][1] - s) < 1e-9:
+            phones[-1][1] = e
+        else:
+            phones.append([s, e, c])
+    if not phones:
+        raise SynthError(f"{src}: no phone segments inside the audio for {p.sentence!r}")
+    if phones[0][0] > 0:  # gap at the start
+        if phones[0][2] == SILENCE:
+            phones[0][0] = 0.0
+        else:
+            phones.insert(0, [0.0, phones[0][0], SILENCE])
+    if phones[-1][1] < duration:  # gap at the end (diphone audio runs past the last label)
+        if phones[-1][2] == SILENCE or duration - phones[-1][1] < 1e-3:
+            phones[-1][1] = duration
+        else:
+            phones.append([phones[-1][1], duration, SILENCE])
+    words = None
+    if raw.get("words") is not None:
+        words, last = [], 0.0
+        for s, e, w in raw["words"]:
+            s, e = max(s * tscale, last), min(e * tscale, duration)
+            if e - s >= 1e-4:
+                words.append((s, e, normalize_text(w) or w.lower()))
+                last = e
+    utt = Utterance(
+        id=p.id, audio=f"audio/{p.id}.wav", speaker=p.speaker.id, text=normalize_text(p.sentence),
+        duration=duration, phones=[tuple(x) for x in phones], words=words, split=p.split,
+        source_phones=src_segs,
+        extra={"voice": p.speaker.voice.name, "rate": p.speaker.rate, "pitch": p.speaker.pitch,
+               "source_text": p.sentence},
+    )
+    utt.validate(f"synthesized {src}")
+    write_wav(out / utt.audio, wave)
+    d = utt.to_dict()
+    side = out / _SIDE / f"{p.id}.json"
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps({"key": p.key, "utterance": d}, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(side)
+    for suffix in (".wav", ".segs", ".words"):
+        Path(str(raw["stem"]) + suffix).unlink(missing_ok=True)
+    return d
+
+
+def _load_done(out: Path, p: PlannedUtterance) -> dict | None:
+    side = out / _SIDE / f"{p.id}.json"
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if data.get("key") != p.key or not (out / data["utterance"]["audio"]).exists():
+        return None
+    return data["utterance"]
+
+
+def _progress_enabled(progress: bool) -> bool:
+    return bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+def synthesize(out, *, utterances: int | None = None, hours: float | None = None, seed: int = 0,
+               jobs: int | None = None, voices=None, progress: bool = True) -> Corpus:
+    """Synthesize the embedded default corpus into ``out`` and return ``Corpus.load(out)``.
+
+    ``utterances`` or ``hours`` (approximate; default 1 hour) sets the size; ``voices`` restricts
+    the voices (names from :data:`VOICES`); ``jobs`` worker processes (default: all cores).
+    """
+    out = Path(out)
+    plan = plan_corpus(utterances=utterances, hours=hours, seed=seed, voices=voices)
+    check_voices(sorted({p.speaker.voice for p in plan}, key=lambda v: v.name))
+    jobs = cpu_count() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise SynthError(f"jobs must be >= 1, got {jobs}")
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"{out}: exists and is not a directory")
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    (out / _SIDE).mkdir(parents=True, exist_ok=True)
+    work = out / _SIDE / "work"
+    work.mkdir(parents=True, exist_ok=True)
+
+    done: dict[str, dict] = {}
+    todo: list[PlannedUtterance] = []
+    for p in plan:
+        d = _load_done(out, p)
+        if d is not None:
+            done[p.id] = d
+        else:
+            todo.append(p)
+
+    tasks = _make_tasks(todo, jobs)
+    failures: list[str] = []
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(plan), initial=len(done), desc="synth", unit="utt",
+              disable=not _progress_enabled(progress)) as bar:
+        if tasks:
+            with ThreadPoolExecutor(max_workers=jobs) as ex:
+                futs = [ex.submit(_run_task, t, work, out) for t in tasks]
+                for f in as_completed(futs):
+                    res, fails = f.result()
+                    done.update(res)
+                    failures.extend(fails)
+                    bar.update(len(res) + len(fails))
+    if failures:
+        if len(failures) > max(2, 0.05 * len(plan)):
+            raise SynthError(f"{out}: synthesis failed for {len(failures)} of {len(plan)} utterances, e.g. "
+                             + "; ".join(failures[:3]))
+        warnings.warn(f"{out}: skipped {len(failures)} utterance(s) the synthesizer failed on: "
+                      + "; ".join(failures[:3]), stacklevel=2)
+    utts = [Utterance.from_dict(done[p.id], f"{out / _SIDE / p.id}.json") for p in plan if p.id in done]
+    write_manifest(out / MANIFEST, utts)
+    try:
+        work.rmdir()
+    except OSError:
+        pass
+    return Corpus.load(out)
+
+
+def _make_tasks(todo: list[PlannedUtterance], jobs: int) -> list[tuple[str, list[PlannedUtterance]]]:
+    """Festival: batches (one process each, grouped by voice); Flite/espeak: one utterance each."""
+    by_engine: dict[str, list[PlannedUtterance]] = {}
+    for p in todo:
+        by_engine.setdefault(p.speaker.voice.engine, []).append(p)
+    tasks: list[tuple[str, list[PlannedUtterance]]] = []
+    for engine in ("festival", "espeak"):  # one process per batch
+        ps = sorted(by_engine.pop(engine, []), key=lambda p: (p.speaker.voice.name, p.index))
+        if ps:
+            size = max(4, min(60, math.ceil(len(ps) / (jobs * 3))))
+            tasks += [(engine, ps[i:i + size]) for i in range(0, len(ps), size)]
+    for engine, ps in by_engine.items():
+        size = max(1, min(20, math.ceil(len(ps) / (jobs * 3))))
+        tasks += [(engine, ps[i:i + size]) for i in range(0, len(ps), size)]
+    tasks.sort(key=lambda t: -len(t[1]) * (1 if t[0] == "flite" else 3))  # longest first
+    return tasks
+
+
+def _run_task(task, work: Path, out: Path):
+    engine, ps = task
+    results, fails = {}, []
+    if engine in ("festival", "espeak"):
+        if engine == "festival":
+            from .festival import run_festival_batch as run_batch
+        else:
+            from .espeak import run_espeak_batch as run_batch
+        raws = run_batch([(p.speaker, p.sentence, work / p.id) for p in ps], work)
+        for p in ps:
+            raw = raws.get(work / p.id)
+            if raw is None:
+                fails.append(f"{p.id} ({p.speaker.id}: {p.sentence!r})")
+                continue
+            raw["stem"] = work / p.id
+            try:
+                results[p.id] = _finalize(p, raw, out)
+            except SynthError as e:
+                fails.append(f"{p.id}: {e}")
+        return results, fails
+    from .flite import run_flite
+    for p in ps:
+        try:
+            raw = run_flite(p.speaker, p.sentence, work / p.id)
+            raw["stem"] = work / p.id
+            results[p.id] = _finalize(p, raw, out)
+        except SynthError as e:
+            fails.append(f"{p.id}: {e}")
+    return results, fails

@@ -1,0 +1,64 @@
+"""Evaluation: CER/WER per split and per speaker, JSON + table (toposcope.evaluate)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toposcope.checkpoint import load_run
+from toposcope.cli import main as cli_main
+from toposcope.corpus import CorpusError
+from toposcope.evaluate import error_rates, evaluate, format_table, transcribe
+
+
+def test_error_rates_are_corpus_level():
+    cer, wer = error_rates(["abc", "de"], ["abd", ""])
+    assert cer == pytest.approx(3 / 5)  # 1 substitution + 2 deletions over 5 reference chars
+    assert wer == pytest.approx(2 / 2)
+    assert error_rates(["a b c"], ["a b c"]) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        error_rates([], [])
+
+
+def test_evaluate_run_writes_json_per_speaker(tiny_run, tiny_corpus):
+    res = evaluate(tiny_run, tiny_corpus.root, split="test", progress=False)
+    utts = tiny_corpus.split("test")
+    assert res["split"] == "test" and res["n_utterances"] == len(utts)
+    assert set(res["per_speaker"]) == {u.speaker for u in utts}
+    assert sum(v["n"] for v in res["per_speaker"].values()) == len(utts)
+    assert 0 <= res["cer"] <= 2 and 0 <= res["wer"] <= 5
+    on_disk = json.loads((tiny_run / "eval" / "test.json").read_text())
+    assert on_disk["cer"] == res["cer"] and on_disk["per_speaker"] == res["per_speaker"]
+    # the numbers are the decoder's: recompute the CER from a fresh transcription
+    from toposcope.data import SpeechDataset, load_features
+
+    run = load_run(tiny_run)
+    ds = SpeechDataset(utts, load_features(tiny_corpus, run.config.model.features, progress=False))
+    pairs = transcribe(run.model, ds, batch_size=1)
+    assert error_rates(*zip(*pairs))[0] == pytest.approx(res["cer"], abs=0.02)
+    table = format_table(res)
+    assert "all (test)" in table and all(spk in table for spk in res["per_speaker"])
+
+
+def test_valid_cer_matches_training_log(tiny_run, tiny_corpus):
+    best = load_run(tiny_run)
+    res = evaluate(best, tiny_corpus, split="valid", progress=False, write=False)
+    assert res["cer"] == pytest.approx(best.meta["metrics"]["cer"], abs=1e-9)
+    assert not (tiny_run / "eval" / "valid.json").exists()
+
+
+def test_evaluate_cli_and_errors(tiny_run, tiny_corpus, tmp_path, capsys):
+    assert cli_main(["evaluate", str(tiny_run), "--data", str(tiny_corpus.root), "--split", "valid",
+                     "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "CER %" in out and "all (valid)" in out
+    assert (tiny_run / "eval" / "valid.json").is_file()
+    with pytest.raises(FileNotFoundError):
+        evaluate(tmp_path / "no_run", tiny_corpus.root)
+    assert cli_main(["evaluate", str(tmp_path / "no_run"), "--data", str(tiny_corpus.root)]) == 2
+    from test_data import tone_corpus
+
+    only_train = tone_corpus(tmp_path / "c", n=3, splits=("train",))
+    with pytest.raises(CorpusError, match="no 'test' utterances"):
+        evaluate(tiny_run, only_train.root, progress=False)

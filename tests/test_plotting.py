@@ -1,0 +1,58 @@
+"""Plotting: arrays in, artists out; colour scale centred at 0; region outline on the right cells."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from toposcope.maps import find_region, smooth_map  # noqa: E402
+from toposcope.plotting import plot_map_pair, plot_overview, plot_topomap  # noqa: E402
+
+
+def test_plot_topomap_artists_and_scale():
+    v = np.array([[0.0, -2.0, 1.0], [0.5, 0.0, 0.0]])
+    fig, ax = plt.subplots()
+    art = plot_topomap(v, ax=ax, title="x")
+    im = art["image"]
+    assert im.axes is ax and im.get_clim() == (-2.0, 2.0)  # symmetric around 0 at max |v|
+    assert im.get_cmap().name == "RdBu_r" and art["colorbar"] is not None and art["region"] is None
+    np.testing.assert_array_equal(im.get_array(), v)  # drawn as given: nothing computed
+    assert art["title"].get_text() == "x"
+    art2 = plot_topomap(v, ax=ax, vmax=5.0, interpolate=True, colorbar=False)
+    assert art2["image"].get_clim() == (-5.0, 5.0) and art2["image"].get_interpolation() == "bicubic"
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        plot_topomap(np.zeros(4))
+
+
+def test_region_outline_covers_region_cells():
+    m = np.zeros((6, 5))
+    m[0, 0] = 3.0
+    reg = find_region(m)  # corner: clipped 2x2 block
+    art = plot_topomap(m, region=reg)
+    rect = art["region"]
+    assert rect.get_xy() == (-0.5, -0.5) and rect.get_width() == 2 and rect.get_height() == 2
+    plt.close(art["image"].figure)
+
+
+def test_pair_and_overview(tmp_path):
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(5, 8, 4))
+    sm = smooth_map(maps)
+    fig, art = plot_map_pair(maps[0], sm[0], find_region(maps[0]), title="conv1 /aa/")
+    assert art["on_grid"]["image"].get_clim() == art["smoothed"]["image"].get_clim()
+    assert art["on_grid"]["region"] is not None and art["suptitle"].get_text() == "conv1 /aa/"
+    fig.savefig(tmp_path / "pair.png")
+    plt.close(fig)
+    fig, art = plot_overview(sm, ["aa", "b", "s", "t", "sil"], regions=[find_region(s, smoothed=True) for s in sm])
+    assert len(art["panels"]) == 5 and art["colorbar"] is not None
+    assert [p["title"].get_text() for p in art["panels"]] == ["/aa/", "/b/", "/s/", "/t/", "/sil/"]
+    fig.savefig(tmp_path / "overview.png")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="groups"):
+        plot_overview(sm, ["aa"])

@@ -1,0 +1,174 @@
+"""Training: loss falls, exact resume, Ctrl-C, non-finite loss, bad input (toposcope.train)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from test_data import tone_corpus
+from toposcope.checkpoint import load_checkpoint, load_run
+from toposcope.cli import main as cli_main
+from toposcope.config import ConfigError, load_config
+from toposcope.corpus import CorpusError
+from toposcope.train import NonFiniteLossError, lr_at, train
+
+
+def tiny(dropout=0.1, **train_kw):
+    cfg = load_config("tiny")
+    train_kw = {"batch_size": 4, "warmup_steps": 2, "log_every": 1, **train_kw}
+    t = dataclasses.replace(cfg.train, **train_kw)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=dropout), train=t)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    return tone_corpus(tmp_path_factory.mktemp("tones"), n=16)
+
+
+def lines(run, kind):
+    return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if json.loads(l)["kind"] == kind]
+
+
+def test_tiny_end_to_end_loss_falls(tiny_run):
+    """The shared fixture: tiny config on synthesized speech, 8 epochs."""
+    tr, va = lines(tiny_run, "train"), lines(tiny_run, "valid")
+    assert len(va) == 8 and [v["epoch"] for v in va] == list(range(1, 9))
+    first, last = tr[0]["ctc"], min(l["ctc"] for l in tr[-3:])
+    assert last < 0.8 * first, (first, last)
+    for l in tr + va:
+        assert set(l["similarity"]) == {"conv1", "conv2", "conv3"}
+    assert {"step", "epoch", "loss", "ctc", "topo", "lr"} <= set(tr[0])
+    assert all(0 <= v["cer"] <= 1.5 and "wer" in v for v in va)
+    last_ck = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    assert {"model", "config", "step", "epoch", "optimizer", "scheduler", "rng"} <= set(last_ck)
+    assert last_ck["epoch"] == 8 and last_ck["step"] == va[-1]["step"] >= tr[-1]["step"]
+    best = load_run(tiny_run)
+    assert best.config == load_config(tiny_run / "config.toml")
+    assert best.meta["metrics"]["cer"] == min(v["cer"] for v in va)
+
+
+def test_loss_falls_and_topo_raises_similarity(tones, tmp_path):
+    cfg = dict(dropout=0.0, lr=1e-2, log_every=3)
+    r0 = train(tones.root, tmp_path / "l0", config=tiny(topo_weight=0.0, **cfg), epochs=10, progress=False)
+    r1 = train(tones.root, tmp_path / "l1", config=tiny(topo_weight=0.05, **cfg), epochs=10, progress=False)
+    tr = lines(tmp_path / "l0", "train")
+    assert tr[-1]["ctc"] < 0.5 * tr[0]["ctc"]
+    assert r0["topo"] == 0.0 and r1["topo"] > 0
+    # the regularizer makes neighbouring filters similar; without it they stay near 0
+    for layer in ("conv1", "conv2"):
+        assert r1["similarity"][layer] > r0["similarity"][layer] + 0.2, (r0["similarity"], r1["similarity"])
+        assert abs(r0["similarity"][layer]) < 0.2
+
+
+def _params(run, which="last"):
+    return load_checkpoint(run / "checkpoints" / f"{which}.pt")
+
+
+def test_resume_after_ctrl_c_is_exact(tones, tmp_path):
+    cfg = tiny(dropout=0.2, max_steps=9)  # 12 train utts / 4 -> 3 steps per epoch; dropout uses the RNG
+    straight = train(tones.root, tmp_path / "a", config=cfg, progress=False)
+    assert straight["stopped"] == "max_steps" and straight["step"] == 9
+
+    def ctrl_c_at_5(info):
+        if info["step"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: finish the step, save, return
+
+    part = train(tones.root, tmp_path / "b", config=cfg, progress=False, callback=ctrl_c_at_5)
+    assert part["stopped"] == "interrupted" and part["step"] == 5
+    ck = _params(tmp_path / "b")
+    assert ck["step"] == 5 and ck["epoch"] == 1 and ck["batch_in_epoch"] == 2
+    resumed = train(tones.root, tmp_path / "b", config=None, resume=True, progress=False)
+    assert resumed["step"] == 9
+    a, b = _params(tmp_path / "a"), _params(tmp_path / "b")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+    # metrics of the resumed run continue the interrupted one without duplicates
+    steps = [l["step"] for l in lines(tmp_path / "b", "train")]
+    assert steps == list(range(1, 10))
+    assert resumed["cer"] == straight["cer"]
+
+
+def test_non_finite_loss_stops_with_last_checkpoint_intact(tones, tmp_path, monkeypatch):
+    import toposcope.train as T
+
+    real = T.ctc_loss_sum
+    calls = {"n": 0}
+
+    def poisoned(*a):
+        calls["n"] += 1
+        out = real(*a)
+        return out * float("nan") if calls["n"] == 5 else out
+
+    monkeypatch.setattr(T, "ctc_loss_sum", poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss .* step 5 .*last\.pt \(step 3\) is intact"):
+        train(tones.root, run, config=tiny(), epochs=5, progress=False)
+    ck = _params(run)
+    assert ck["step"] == 3 and all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_bad_input_is_refused_and_nothing_is_overwritten(tones, tmp_path):
+    with pytest.raises(CorpusError, match="not found"):
+        train(tmp_path / "nope", tmp_path / "r0", config="tiny", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.jsonl").write_text("")
+    with pytest.raises(CorpusError, match="empty"):
+        train(empty, tmp_path / "r0", config="tiny", progress=False)
+    notrain = tone_corpus(tmp_path / "notrain", n=4, splits=("valid", "test"))
+    with pytest.raises(CorpusError, match="no 'train' utterances"):
+        train(notrain.root, tmp_path / "r0", config="tiny", progress=False)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[layers]]\nchannels = 8\nkernel = 3\n[train]\nlearning_rate = 1\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        train(tones.root, tmp_path / "r0", config=bad, progress=False)
+    huge = tmp_path / "huge.toml"
+    huge.write_text('[[layers]]\nchannels = 8\nkernel = 3\nstride = 400\n[features]\nn_mels = 16\n')
+    with pytest.raises(ConfigError, match="impossible sizes"):
+        train(tones.root, tmp_path / "r0", config=huge, progress=False)
+    assert not (tmp_path / "r0").exists()
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(tones.root, tmp_path / "r0", config="tiny", resume=True, progress=False)
+
+    run = tmp_path / "run"
+    train(tones.root, run, config=tiny(), max_steps=2, progress=False)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tones.root, run, config=tiny(), max_steps=4, progress=False)
+    with pytest.raises(ConfigError, match="different config.*topo_weight"):
+        train(tones.root, run, config=tiny(), topo_weight=0.5, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="different config"):
+        train(tones.root, run, config="small", resume=True, progress=False)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # the command line reports the same errors cleanly
+    assert cli_main(["train", "--data", str(tones.root), "--out", str(run), "--no-progress"]) == 2
+
+
+def test_cli_train_and_resume_extends(tones, tmp_path, capsys):
+    run = tmp_path / "cli"
+    assert cli_main(["train", "--data", str(tones.root), "--out", str(run), "--config", "tiny",
+                     "--max-steps", "3", "--seed", "1", "--no-progress"]) == 0
+    assert load_config(run / "config.toml").train.seed == 1
+    assert cli_main(["train", "--data", str(tones.root), "--out", str(run), "--resume", "--max-steps", "5",
+                     "--no-progress"]) == 0
+    assert _params(run)["step"] == 5 and load_config(run / "config.toml").train.max_steps == 5
+
+
+def test_lr_schedule():
+    kw = dict(base=1.0, planned=100, warmup=10, schedule="cosine", min_ratio=0.1)
+    assert lr_at(0, 0, **kw) == pytest.approx(0.1) and lr_at(9, 0, **kw) == pytest.approx(1.0)
+    assert lr_at(10, 0, **kw) == pytest.approx(1.0) and lr_at(100, 0, **kw) == pytest.approx(0.1)
+    assert lr_at(55, 0, **kw) == pytest.approx(0.55)
+    vals = [lr_at(s, 0, **kw) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(vals, vals[1:]))
+    # a time budget that runs out first ends the schedule early
+    assert lr_at(20, 30.0, budget_s=60.0, **kw) == pytest.approx(0.55)
+    assert lr_at(50, 0, **{**kw, "schedule": "constant"}) == 1.0
