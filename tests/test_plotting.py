@@ -45,7 +45,9 @@ def test_pair_and_overview(tmp_path):
     maps = rng.normal(size=(5, 8, 4))
     sm = smooth_map(maps)
     fig, art = plot_map_pair(maps[0], sm[0], find_region(maps[0]), title="conv1 /aa/")
-    assert art["on_grid"]["image"].get_clim() == art["smoothed"]["image"].get_clim()
+    big = float(np.abs(maps[0]).max())
+    assert art["on_grid"]["image"].get_clim() == (-big, big)  # each panel: its own symmetric scale
+    assert art["smoothed"]["image"].get_clim() == (-float(np.abs(sm[0]).max()), float(np.abs(sm[0]).max()))
     assert art["on_grid"]["region"] is not None and art["suptitle"].get_text() == "conv1 /aa/"
     fig.savefig(tmp_path / "pair.png")
     plt.close(fig)

@@ -88,3 +88,22 @@ def test_compute_stats_and_table():
     assert "topo" in both and "lambda0" in both and both.count("conv1") == 2
     with pytest.raises(ValueError, match="200"):
         compute_stats(prof, n_permutations=50, progress=False)
+
+
+def test_largest_regions_batched_matches_one_by_one():
+    from toposcope.stats import _largest_regions
+
+    masks = np.random.default_rng(3).random((30, 7, 6)) > 0.6
+    masks[4] = False  # no region at all
+    exp = [max(connected_regions(m.astype(float), threshold=0.5)["sizes"], default=0) for m in masks]
+    assert _largest_regions(masks).tolist() == exp
+
+
+def test_jsonable_strict():
+    import json
+
+    from toposcope.stats import jsonable
+
+    d = jsonable({"a": np.float64(np.nan), "b": [np.int64(3), (1.5, np.inf)], "c": np.bool_(True)})
+    assert d == {"a": None, "b": [3, [1.5, None]], "c": True}
+    json.dumps(d, allow_nan=False)

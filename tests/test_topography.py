@@ -372,3 +372,26 @@ def test_regularizer_statistics(tiny_model):
     sims = reg.similarities()
     for n, s in stats.items():
         assert s["observed"] == pytest.approx(sims[n], abs=1e-5)
+
+
+# -- torch.compile -----------------------------------------------------------------------------
+
+
+def test_custom_op_registrations_are_consistent():
+    from toposcope import _stencil
+
+    x = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(_stencil._similarity_op, (x, 4, 3, 3, "wrap", 1e-12))
+
+
+def test_compiles_as_one_graph():
+    w = torch.randn(12, 2, 3, requires_grad=True)
+    fn = torch.compile(lambda x: topographic_loss(x, (4, 3), 3, "clip", "mean"), backend="aot_eager",
+                       fullgraph=True)
+    loss = fn(w)
+    loss.backward()
+    ref = w.detach().clone().requires_grad_(True)
+    expected = topographic_loss(ref, (4, 3), 3, "clip", "mean")
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(w.grad, ref.grad)

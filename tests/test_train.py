@@ -172,3 +172,12 @@ def test_lr_schedule():
     # a time budget that runs out first ends the schedule early
     assert lr_at(20, 30.0, budget_s=60.0, **kw) == pytest.approx(0.55)
     assert lr_at(50, 0, **{**kw, "schedule": "constant"}) == 1.0
+
+
+def test_wall_clock_budget_stops_and_saves(tones, tmp_path):
+    res = train(tones.root, tmp_path / "t", config=tiny(), epochs=10_000, max_minutes=0.003, progress=False)
+    assert res["stopped"] == "max_minutes" and 0 < res["step"] < 10_000 * 3
+    assert res["elapsed_s"] >= 0.18
+    ck = _params(tmp_path / "t")
+    assert ck["step"] == res["step"] and ck["scheduler"]["budget_s"] == pytest.approx(0.18)
+    assert (tmp_path / "t" / "checkpoints" / "best.pt").is_file()

@@ -197,50 +197,81 @@ def _pair_dots(flat: torch.Tensor, st: Stencil) -> torch.Tensor:
     return upper[st.from_upper]
 
 
-class NeighborhoodSimilarity(torch.autograd.Function):
-    """``S_p = sum_q w_pq cos(f_p, f_q)`` with a hand-written backward (SPEC §4).
-
-    forward(flat ``(C, D)``, stencil, eps) -> ``(C,)``. With ``n_p = max(||f_p||, eps)``,
-    ``c_pq = f_p.f_q / (n_p n_q)`` and upstream ``g = dL/dS``, ``M_pq = g_p w_pq``, ``K = M + M^T``:
-
-        dL/df_r = sum_q K_rq f_q / (n_r n_q)  -  (sum_q K_rq c_rq) f_r / n_r^2
-
-    (the second term vanishes where the norm is clamped at ``eps``). Both terms are one sparse
-    ``(C, C)`` times ``(C, D)`` product over the stencil pattern (the second on its diagonal),
-    evaluated as a weighted ``embedding_bag``.
-    """
-
-    @staticmethod
-    def forward(ctx, flat: torch.Tensor, st: Stencil, eps: float) -> torch.Tensor:
-        dots = _pair_dots(flat, st)                     # (nnz,)
-        sq = dots[st.diag].clamp_min(0.0)               # (C,) ||f_p||^2
-        norm = sq.sqrt()
-        active = norm > eps                             # where d n / d f is not zero
-        inv = 1.0 / norm.clamp_min(eps)                 # (C,)
-        cos = dots * inv[st.row] * inv[st.col]          # (nnz,)
-        S = torch.zeros(st.size, dtype=flat.dtype, device=flat.device)
-        S.index_add_(0, st.row, st.weight * cos)
-        ctx.st = st
-        ctx.save_for_backward(flat, inv, cos, active)
-        return S
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gS: torch.Tensor):
-        flat, inv, cos, active = ctx.saved_tensors
-        st: Stencil = ctx.st
-        m = gS[st.row] * st.weight                      # (nnz,) g_p w_pq (0 on the diagonal)
-        k = m + m[st.transpose]                         # K = M + M^T
-        beta = torch.zeros_like(inv).index_add_(0, st.row, k * cos)
-        vals = k * inv[st.row] * inv[st.col]
-        vals[st.diag] = -beta * inv * inv * active
-        grad = Fn.embedding_bag(st.col, flat, st.crow[:-1], mode="sum", per_sample_weights=vals)
-        return grad, None, None
+# The kernel is a pair of custom ops (``torch.library``): eager mode calls them directly, and
+# ``torch.compile`` sees them as single opaque nodes (no graph breaks, no tracing of the table
+# building), so the glue around them compiles.
+#
+# Math (SPEC §4). With ``n_p = max(||f_p||, eps)``, ``c_pq = f_p.f_q / (n_p n_q)``, upstream
+# ``g = dL/dS``, ``M_pq = g_p w_pq`` and ``K = M + M^T``:
+#
+#     dL/df_r = sum_q K_rq f_q / (n_r n_q)  -  (sum_q K_rq c_rq) f_r / n_r^2
+#
+# (the second term vanishes where the norm is clamped at ``eps``). Both terms together are one
+# sparse ``(C, C) x (C, D)`` product over the stencil pattern, the second on its diagonal, evaluated
+# as a weighted ``embedding_bag``.
 
 
-def similarity(flat: torch.Tensor, st: Stencil, eps: float) -> torch.Tensor:
-    """``(C, D)`` -> ``(C,)`` ``S_p`` (autograd through :class:`NeighborhoodSimilarity`)."""
-    return NeighborhoodSimilarity.apply(flat, st, eps)
+@torch.library.custom_op("toposcope::neighborhood_similarity", mutates_args=())
+def _similarity_op(flat: torch.Tensor, rows: int, cols: int, n: int, boundary: str,
+                   eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``flat`` ``(C, D)`` -> ``S (C,)``, and for the backward ``inv (C,)``, ``cos (nnz,)``, ``inv_active (C,)``."""
+    st = stencil(Grid(rows, cols), n, boundary, flat.device, flat.dtype)
+    dots = _pair_dots(flat.contiguous(), st)        # (nnz,)
+    norm = dots[st.diag].clamp_min(0.0).sqrt()      # (C,) ||f_p||
+    inv = 1.0 / norm.clamp_min(eps)
+    cos = dots * inv[st.row] * inv[st.col]          # (nnz,)
+    S = torch.zeros(st.size, dtype=flat.dtype, device=flat.device)
+    S.index_add_(0, st.row, st.weight * cos)
+    return S, inv, cos, inv * (norm > eps)
+
+
+@_similarity_op.register_fake
+def _(flat, rows, cols, n, boundary, eps):
+    nnz = len(_stencil_cpu(rows, cols, n, boundary)[2])
+    C = flat.shape[0]
+    return flat.new_empty(C), flat.new_empty(C), flat.new_empty(nnz), flat.new_empty(C)
+
+
+@torch.library.custom_op("toposcope::neighborhood_similarity_backward", mutates_args=())
+def _similarity_backward_op(grad_s: torch.Tensor, flat: torch.Tensor, inv: torch.Tensor, cos: torch.Tensor,
+                            inv_active: torch.Tensor, rows: int, cols: int, n: int,
+                            boundary: str) -> torch.Tensor:
+    """``dL/dflat`` ``(C, D)`` from ``grad_s = dL/dS`` ``(C,)`` (formula above)."""
+    st = stencil(Grid(rows, cols), n, boundary, flat.device, flat.dtype)
+    m = grad_s[st.row] * st.weight                  # (nnz,) g_p w_pq (0 on the diagonal)
+    k = m + m[st.transpose]                         # K = M + M^T
+    beta = torch.zeros_like(inv).index_add_(0, st.row, k * cos)
+    vals = k * inv[st.row] * inv[st.col]
+    vals[st.diag] = -beta * inv_active * inv_active
+    return Fn.embedding_bag(st.col, flat.contiguous(), st.crow[:-1], mode="sum", per_sample_weights=vals)
+
+
+@_similarity_backward_op.register_fake
+def _(grad_s, flat, inv, cos, inv_active, rows, cols, n, boundary):
+    return torch.empty_like(flat, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    flat, rows, cols, n, boundary, _eps = inputs
+    _S, inv, cos, inv_active = output
+    ctx.save_for_backward(flat, inv, cos, inv_active)
+    ctx.geometry = (rows, cols, n, boundary)
+
+
+def _backward(ctx, grad_s, _g_inv, _g_cos, _g_inv_active):
+    flat, inv, cos, inv_active = ctx.saved_tensors
+    if grad_s is None:
+        return None, None, None, None, None, None
+    grad = _similarity_backward_op(grad_s.contiguous(), flat, inv, cos, inv_active, *ctx.geometry)
+    return grad, None, None, None, None, None
+
+
+_similarity_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def similarity(flat: torch.Tensor, grid: Grid, n: int, boundary: str, eps: float) -> torch.Tensor:
+    """``(C, D)`` -> ``(C,)`` ``S_p`` (differentiable once; arguments already checked)."""
+    return _similarity_op(flat, grid.rows, grid.cols, int(n), boundary, float(eps))[0]
 
 
 def similarity_matrix_null(unit: torch.Tensor, st: Stencil, perms: torch.Tensor) -> torch.Tensor:
@@ -254,7 +285,7 @@ def similarity_matrix_null(unit: torch.Tensor, st: Stencil, perms: torch.Tensor)
     if C * C <= (1 << 24):                               # Gram matrix of cosines fits: gather from it
         cosm = (unit @ unit.t()).double()                # (C, C)
         out = []
-        for chunk in perms.split(max(1, (1 << 24) // max(1, row.numel()))):
+        for chunk in perms.split(max(1, (1 << 22) // max(1, row.numel()))):
             c = cosm[chunk[:, row], chunk[:, col]]       # (p, nnz')
             out.append((c * w).sum(1) / C)
         return torch.cat(out)

@@ -19,11 +19,12 @@ CPU; an interrupted training resumes from ``checkpoints/last.pt``. Stage timings
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -45,19 +46,19 @@ class DemoPlan:
     train_minutes: float  # wall-clock cap of each training run
     epochs: int | None  # None: the config's own
     topo_weight: float | None  # None: the config's own (the "λ default")
-    optimize_groups: int  # phones whose regions get optimal inputs
-    optimize_layers: tuple[str, ...] = ()  # () = the optimize stage's default
+    optimize_groups: int  # phones whose regions get optimal inputs (the most distinct maps)
+    optimize_layers: tuple[str, ...] = ("conv2",)  # the seed's Figure 1B shows the second layer
+    map_plots: tuple[bool, bool] = (True, False)  # PNG maps for (topo, baseline); the report draws its own
     profile_split: str = "test"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def plan(quick: bool = False) -> DemoPlan:
     if quick:
         return DemoPlan(quick=True, config="tiny", utterances=40, hours=None, train_minutes=0.5, epochs=12,
-                        topo_weight=None, optimize_groups=2)
-    return DemoPlan(quick=False, config="small", utterances=None, hours=1.0, train_minutes=6.0, epochs=None,
-                    topo_weight=None, optimize_groups=4)
+                        topo_weight=None, optimize_groups=1, map_plots=(False, False))
+    return DemoPlan(quick=False, config="small", utterances=None, hours=1.0, train_minutes=5.0, epochs=None,
+                    topo_weight=None, optimize_groups=3)
 
 
 def _say(msg: str) -> None:
@@ -98,7 +99,12 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
 
     Stages whose outputs exist are skipped ("skipped" in the timings), so a second call resumes.
     """
-    import toposcope
+    # Import the functions from their modules: ``toposcope.train`` / ``toposcope.evaluate`` name both a
+    # submodule and a function, and which one the package attribute holds depends on import order.
+    from .corpus import Corpus
+    from .evaluate import evaluate as evaluate_run
+    from .synth import synthesize
+    from .train import train as train_run
 
     p = demo_plan or plan(quick)
     out = Path(out)
@@ -135,10 +141,10 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     # 1. corpus ------------------------------------------------------------------------------------------
     size = f"{p.utterances} utterances" if p.utterances else f"~{p.hours:g} h"
     stage("corpus", (corpus_dir / "manifest.jsonl").is_file(),
-          lambda: toposcope.synthesize(corpus_dir, utterances=p.utterances, hours=p.hours, seed=p.seed, jobs=jobs,
+          lambda: synthesize(corpus_dir, utterances=p.utterances, hours=p.hours, seed=p.seed, jobs=jobs,
                                        progress=progress),
           f"synthesizing {size} of speech with Festival, Flite and espeak-ng voices into {corpus_dir}")
-    corpus = toposcope.Corpus.load(corpus_dir)
+    corpus = Corpus.load(corpus_dir)
     s = corpus.summary()
     log(f"corpus: {len(corpus)} utterances, {s['hours']:.2f} h, {len(s['speakers'])} speakers "
         f"(train {s['splits']['train']['utterances']}, valid {s['splits']['valid']['utterances']}, "
@@ -150,7 +156,7 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
             resume = (run_dir / "checkpoints" / "last.pt").is_file()
             if resume:
                 log(f"resuming the interrupted training in {run_dir}")
-            res = toposcope.train(corpus, run_dir, config=None if resume else p.config, topo_weight=weight,
+            res = train_run(corpus, run_dir, config=None if resume else p.config, topo_weight=weight,
                                   epochs=p.epochs, max_minutes=p.train_minutes, resume=resume, seed=p.seed,
                                   progress=progress)
             if res.get("stopped") == "interrupted":
@@ -168,7 +174,7 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     def evaluate() -> None:
         for r in both:
             if not (r / "eval" / "test.json").is_file():
-                res = toposcope.evaluate(r, corpus, split="test", progress=progress)
+                res = evaluate_run(r, corpus, split="test", progress=progress)
                 log(f"{r.name}: test CER {100 * res['cer']:.1f} %, WER {100 * res['wer']:.1f} %")
     stage("evaluate", all((r / "eval" / "test.json").is_file() for r in both), evaluate,
           "decoding the held-out test voices with both models")
@@ -189,9 +195,10 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
         return (r / "maps" / "regions.json").is_file() and (r / "maps" / "stats.json").is_file()
 
     def maps() -> None:
-        for r in both:
+        for r, plots in zip(both, p.map_plots):
             if not maps_done(r):
-                _cli(["maps", str(r)] + ([] if progress else ["--no-progress"]), "maps")
+                _cli(["maps", str(r)] + ([] if plots else ["--no-plots"]) + ([] if progress else ["--no-progress"]),
+                     "maps")
     stage("maps", all(maps_done(r) for r in both), maps,
           "drawing maps, finding regions, testing S̄ and Moran's I against permutation nulls, both models")
 
@@ -200,6 +207,13 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
         return (r / "filters").is_dir() and any((r / "filters").glob("*.png"))
 
     def filters() -> None:
+        from .cli import COMMANDS
+
+        try:
+            importlib.import_module(COMMANDS["filters"])
+        except ModuleNotFoundError:
+            log("`toposcope filters` is not part of this build: no filter close-ups (the report says so)")
+            return
         for r in both:
             if not filters_done(r):
                 _cli(["filters", str(r)], "filters")
@@ -207,17 +221,15 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
 
     # 8. optimal inputs ---------------------------------------------------------------------------------------
     def optimize_done() -> bool:
-        return any((topo_dir / "optimal").glob("*/*/summary.json"))
+        return (topo_dir / "optimal" / "summary.json").is_file()
 
     def optimize() -> None:
-        argv = ["optimize", str(topo_dir), "--data", str(corpus_dir)]
-        if p.optimize_groups:
-            argv += ["--top", str(p.optimize_groups)]
-        for layer in p.optimize_layers:
-            argv += ["--layer", layer]
-        if not progress:
-            argv.append("--no-progress")
-        _cli(argv, "optimize")
+        from .optimize.run import optimize_run
+
+        res = optimize_run(topo_dir, layers=list(p.optimize_layers) or None, n_groups=p.optimize_groups,
+                           data=corpus_dir, progress=progress)
+        log(f"optimal inputs for /{'/, /'.join(res['groups'])}/ in {', '.join(res['layers'])}"
+            + ("" if res["all_exceed"] else f"; below the data maximum: {', '.join(res['failures'])}"))
     stage("optimize", optimize_done(), optimize,
           "synthesizing optimal inputs for the most responsive regions of the topographic model")
 

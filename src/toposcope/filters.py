@@ -179,12 +179,15 @@ def write_filters(run_dir, *, layer: str | None = None, n: int = 3, count: int =
     fig.savefig(out / f"closeup_{layer}.png", dpi=dpi)
     plt.close(fig)
 
+    lo = min(float(v.min()) for v in d["similarity"].values())
+    hi = max(float(v.max()) for v in d["similarity"].values())
     L = len(model.layer_names)
     cols = min(L, 4)
     rows = -(-L // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), constrained_layout=True, squeeze=False)
     for ax, l in zip(axes.flat, model.layer_names):
-        plot_similarity_map(d["similarity"][l], ax, title=f"{l} ({model.grids[l]}): mean {d['mean_similarity'][l]:.2f}",
+        plot_similarity_map(d["similarity"][l], ax, vmin=lo, vmax=hi,
+                            title=f"{l} ({model.grids[l]}): mean {d['mean_similarity'][l]:.2f}",
                             boxes=[h["box"] for h in hoods] if l == layer else ())
     for ax in list(axes.flat)[L:]:
         ax.axis("off")

@@ -91,8 +91,8 @@ def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = Tr
                dpi: int = 100, progress: bool = True) -> dict:
     """Write PNGs and ``regions.json`` under ``out_dir`` (usually ``RUN/maps``); returns the regions dict.
 
-    Colour scale: per layer, symmetric around 0 at the largest ``|value|`` of that layer's on-grid
-    maps (the smoothed panel and the overview share it), so maps of one layer are comparable.
+    Colour scales: per layer and per view, symmetric around 0 at the largest ``|value|`` of that
+    layer's on-grid (resp. smoothed) maps, so the maps of one layer are comparable across groups.
     """
     from tqdm.auto import tqdm
 
@@ -117,8 +117,10 @@ def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = Tr
             maps = lp.maps()
             sm = smooth_map(maps)
             vmax = float(np.abs(maps).max()) or 1.0
+            vmax_sm = float(np.abs(sm).max()) or 1.0
             for i, g in enumerate(profiles.groups):
-                fig, _ = plot_map_pair(maps[i], sm[i], regions[name][g], vmax=vmax, interpolate=interpolate,
+                fig, _ = plot_map_pair(maps[i], sm[i], regions[name][g], vmax=vmax, vmax_smoothed=vmax_sm,
+                                       interpolate=interpolate,
                                        title=f"{name} · /{g}/ · {profiles.method} (n={int(lp.counts[i])})")
                 fig.savefig(d / f"{safe_filename(g)}.png", dpi=dpi)
                 plt.close(fig)

@@ -128,15 +128,16 @@ def plot_region_inputs(singles: Sequence, positions: Sequence[tuple[int, int]], 
 
 
 def plot_filter_neighborhood(filters, ax=None, *, fig=None, indices=None, vmax: float | None = None,
-                             title: str | None = None, freqs=None, cmap: str = FILTER_CMAP, per_filter_scale: bool = True,
-                             gap: int = 1) -> dict:
+                             title: str | None = None, cmap: str = FILTER_CMAP, per_filter_scale: bool = True,
+                             gap: int | None = None) -> dict:
     """An ``n x n`` block of first-layer filters as one mosaic image (Fig. 1A).
 
     ``filters``: ``(n, n, n_mels, k)`` weights in grid order (``[i, j]`` sits at row ``i``, column
     ``j`` of the block); each tile is mel (up) x kernel time (right). ``per_filter_scale``: divide
     each filter by its own max ``|w|`` (shapes comparable; the paper's close-ups show shape, not
     gain), else one symmetric scale ``vmax``. ``indices``: ``(n, n)`` filter numbers written on the
-    tiles. ``gap`` pixels of blank (NaN) between tiles. Returns ``{"ax", "image"}``.
+    tiles. ``gap``: blank (NaN) pixels between tiles (default: 1 column, ~8 % of the tile height
+    between rows). Returns ``{"ax", "image"}``.
     """
     import matplotlib.pyplot as plt
 
@@ -150,13 +151,15 @@ def plot_filter_neighborhood(filters, ax=None, *, fig=None, indices=None, vmax: 
         vmax = 1.0
     elif vmax is None:
         vmax = float(np.abs(w).max()) or 1.0
-    H, W = nr * M + (nr - 1) * gap, nc * K + (nc - 1) * gap
+    gy = max(1, round(0.08 * M)) if gap is None else int(gap)
+    gx = 1 if gap is None else int(gap)
+    H, W = nr * M + (nr - 1) * gy, nc * K + (nc - 1) * gx
     mosaic = np.full((H, W), np.nan)
     for i in range(nr):
         for j in range(nc):
             # row i of the grid goes to the top: image row 0 is drawn at the top (origin="upper"),
             # and each tile is flipped so low mel bins are at the tile's bottom.
-            y0, x0 = i * (M + gap), j * (K + gap)
+            y0, x0 = i * (M + gy), j * (K + gx)
             mosaic[y0:y0 + M, x0:x0 + K] = w[i, j][::-1]
     if ax is None:
         if fig is None:
@@ -164,15 +167,15 @@ def plot_filter_neighborhood(filters, ax=None, *, fig=None, indices=None, vmax: 
         ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(mosaic, cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest",
                    origin="upper")
-    ax.set_xticks([j * (K + gap) + (K - 1) / 2 for j in range(nc)])
-    ax.set_yticks([i * (M + gap) + (M - 1) / 2 for i in range(nr)])
+    ax.set_xticks([j * (K + gx) + (K - 1) / 2 for j in range(nc)])
+    ax.set_yticks([i * (M + gy) + (M - 1) / 2 for i in range(nr)])
     if indices is not None:
         idx = np.asarray(indices)
         ax.set_xticklabels([str(j) for j in range(nc)])
         ax.set_yticklabels([str(i) for i in range(nr)])
         for i in range(nr):
             for j in range(nc):
-                ax.text(j * (K + gap) + 0.3, i * (M + gap) + 0.3, str(int(idx[i, j])), fontsize=6, va="top",
+                ax.text(j * (K + gx) - 0.3, i * (M + gy) + 0.3, str(int(idx[i, j])), fontsize=6, va="top",
                         ha="left", color="k", bbox=dict(boxstyle="square,pad=0.1", fc="w", ec="none", alpha=0.7))
     ax.set_xlabel("kernel time (per tile) / grid column")
     ax.set_ylabel("mel (per tile, low at bottom) / grid row")
@@ -182,9 +185,11 @@ def plot_filter_neighborhood(filters, ax=None, *, fig=None, indices=None, vmax: 
 
 
 def plot_similarity_map(sim2d, ax=None, *, boxes: Sequence[tuple[int, int, int, int]] = (), title: str | None = None,
-                        vmin: float = -1.0, vmax: float = 1.0, cmap: str = "viridis", colorbar: bool = True) -> dict:
+                        vmin: float | None = None, vmax: float | None = None, cmap: str = "viridis",
+                        colorbar: bool = True) -> dict:
     """Per-filter neighbour similarity ``S_p`` as a ``(rows, cols)`` image; ``boxes``: inclusive
-    ``(r0, r1, c0, c1)`` rectangles to outline (e.g. the close-up neighbourhoods). Returns
+    ``(r0, r1, c0, c1)`` rectangles to outline (e.g. the close-up neighbourhoods); ``vmin``/``vmax``
+    default to the map's range (``S_p`` lies in [-1, 1]; pass a shared range to compare layers). Returns
     ``{"ax", "image", "boxes" (patches), "colorbar"}``."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle

@@ -73,7 +73,7 @@ def _num(x, digits: int = 3) -> str:
     if x is None or not _finite(x):
         return "n/a"
     x = float(x)
-    if x != 0 and (abs(x) < 10 ** -(digits) or abs(x) >= 1e5):
+    if x != 0 and digits >= 3 and (abs(x) < 10 ** -(digits) or abs(x) >= 1e5):
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}f}"
 
@@ -149,9 +149,11 @@ def _tick_label(v: float) -> str:
 
 
 def svg_line_chart(series: Sequence[dict], *, title: str, xlabel: str, ylabel: str = "", width: int = 430,
-                   height: int = 250, log_y: bool = False, max_points: int = 400) -> str:
+                   height: int = 250, log_y: bool = False, max_points: int = 400,
+                   xticks: Sequence[tuple[float, str]] | None = None) -> str:
     """An inline SVG line chart. ``series``: dicts with ``label``, ``x``, ``y`` and optional ``color``,
-    ``dash`` (bool), ``marker`` (bool). Labels are escaped; non-finite points are dropped."""
+    ``dash`` (bool), ``marker`` (bool); ``xticks``: ``(x, label)`` pairs instead of numeric ticks.
+    Labels are escaped; non-finite points are dropped."""
     pts = []
     for s in series:
         xy = [(float(x), float(y)) for x, y in zip(s["x"], s["y"])
@@ -184,10 +186,10 @@ def svg_line_chart(series: Sequence[dict], *, title: str, xlabel: str, ylabel: s
            f'viewBox="0 0 {width} {height_total}" role="img" aria-label="{ESC(title)}">',
            f'<text class="title" x="{ml}" y="15">{ESC(title)}</text>',
            f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>']
-    for t in _nice_ticks(x0, x1):
+    for t, lab in (xticks if xticks is not None else [(t, _tick_label(t)) for t in _nice_ticks(x0, x1)]):
         if x0 <= t <= x1:
             out.append(f'<line x1="{X(t):.1f}" y1="{mt + ph}" x2="{X(t):.1f}" y2="{mt + ph + 4}" stroke="#888"/>'
-                       f'<text x="{X(t):.1f}" y="{mt + ph + 15}" text-anchor="middle">{_tick_label(t)}</text>')
+                       f'<text x="{X(t):.1f}" y="{mt + ph + 15}" text-anchor="middle">{ESC(str(lab))}</text>')
     if log_y:  # 1-2-5 ticks, placed in log space
         yt = [math.log10(m * 10.0 ** e) for e in range(math.floor(y0) - 1, math.ceil(y1) + 1) for m in (1, 2, 5)]
         if sum(y0 <= t <= y1 for t in yt) < 2:
@@ -596,54 +598,47 @@ Griffin-Lim. Run: <code>{ESC(str(run.path))}</code>.</p>"""]
 
 
 def _optimal_card(item: dict) -> str:
+    """One region: its figure (``region.png``: single-filter inputs laid out like the region, and the joint
+    input) and a player per input, laid out the same way, with the activation reached against the data maximum."""
     s, pngs, wavs = item["summary"], item["pngs"], item["wavs"]
-    layer, group = item["layer"], s.get("group", item["group"])
+    layer, group = s.get("layer", item["layer"]), s.get("group", item["group"])
     title = f"layer {layer}, phone /{group}/"
     info = []
-    if "center" in s:
-        info.append(f"region centre ({', '.join(str(int(v)) for v in s['center'])})")
-    for k, lab in (("real_max", "largest activation on real data"), ("data_max", "largest activation on real data")):
-        if _finite(s.get(k)):
-            info.append(f"{lab}: {_num(s[k])}")
-            break
-    filters = [int(f) for f in s.get("filters", [])]
-    if not filters:
-        filters = sorted(int(k.split("_", 1)[1]) for k in pngs if k.startswith("filter_") and k.split("_", 1)[1].isdigit())
-    cols = s.get("grid", [None, None])[1] if isinstance(s.get("grid"), list) else None
-    # Lay the single-filter inputs out like the region on the grid.
-    if cols:
-        pos = {f: (f // cols, f % cols) for f in filters}
-        r0 = min(p[0] for p in pos.values()) if pos else 0
-        c0 = min(p[1] for p in pos.values()) if pos else 0
-        ncols = (max(p[1] for p in pos.values()) - c0 + 1) if pos else 1
-    else:
-        pos, r0, c0, ncols = {f: (k // 3, k % 3) for k, f in enumerate(filters)}, 0, 0, 3
+    if s.get("center"):
+        info.append(f"region around ({', '.join(str(int(v)) for v in s['center'])})")
+    if isinstance(s.get("input"), dict) and _finite(s["input"].get("seconds")):
+        info.append(f"{1000 * float(s['input']['seconds']):.0f} ms inputs")
+    if "all_exceed" in s:
+        info.append("every input beats the largest activation on real data" if s["all_exceed"]
+                    else "NOT every input beats the largest activation on real data")
+    targets = [t for t in s.get("targets", []) if isinstance(t, dict)]
+    singles = [t for t in targets if "position" in t and "filter" in t]
     cells = []
-    per = {str(f): v for f, v in (s.get("per_filter") or {}).items()} if isinstance(s.get("per_filter"), dict) else {}
-    for f in filters:
-        key = f"filter_{f}"
-        if key not in pngs:
-            continue
-        r, c = pos[f]
-        act = per.get(str(f), {}).get("activation") if isinstance(per.get(str(f)), dict) else None
-        cap = f"filter {f}" + (f", act {_num(act)}" if _finite(act) else "")
-        audio = _audio(wavs[key], f"{title}, filter {f}") if key in wavs else ""
-        cells.append(f'<figure style="grid-row:{r - r0 + 1};grid-column:{c - c0 + 1}">'
-                     f'{_img(pngs[key], f"{title}: single-filter optimal input of filter {f}", cls="")}'
-                     f'<figcaption>{ESC(cap)}</figcaption>{audio}</figure>')
-    joint = ""
-    if "joint" in pngs:
-        jact = s.get("joint", {}).get("activation") if isinstance(s.get("joint"), dict) else None
-        cap = "joint (all region filters)" + (f", mean act {_num(jact)}" if _finite(jact) else "")
-        joint = (f'<div class="joint"><figure>{_img(pngs["joint"], f"{title}: joint optimal input", cls="")}'
-                 f'<figcaption>{ESC(cap)}</figcaption>'
+    if singles:
+        r0 = min(int(t["position"][0]) for t in singles)
+        c0 = min(int(t["position"][1]) for t in singles)
+        for t in singles:
+            name = str(t.get("name", f"filter_{t['filter']}"))
+            r, c = int(t["position"][0]) - r0, int(t["position"][1]) - c0
+            cap = f"#{int(t['filter'])}: {_num(t.get('activation'), 2)} / {_num(t.get('data_max'), 2)}"
+            ok = "" if t.get("exceeds") else " (below data max)"
+            audio = _audio(wavs[name], f"{title}, filter {t['filter']}") if name in wavs else ""
+            cells.append(f'<figure style="grid-row:{r + 1};grid-column:{c + 1}"><figcaption>{ESC(cap + ok)}'
+                         f"</figcaption>{audio}</figure>")
+    joint = next((t for t in targets if t.get("name") == "joint"), None)
+    jcell = ""
+    if joint is not None or "joint" in wavs:
+        cap = "joint" + (f": {_num(joint.get('activation'), 2)} / {_num(joint.get('data_max'), 2)}" if joint else "")
+        jcell = (f'<div class="joint"><figure><figcaption>{ESC(cap)}</figcaption>'
                  f'{_audio(wavs["joint"], f"{title}, joint") if "joint" in wavs else ""}</figure></div>')
-    extra = [k for k in pngs if not k.startswith("filter_") and k != "joint"]
-    extra_html = "".join(_img(pngs[k], f"{title}: {k}", width=420) for k in extra)
-    grid = (f'<div class="optgrid" style="grid-template-columns:repeat({ncols}, auto)">{"".join(cells)}</div>'
-            if cells else _missing("no single-filter images"))
+    players = (f'<div class="cols"><div><p class="note">single-filter inputs (activation reached / largest on real '
+               f'data)</p><div class="optgrid" style="grid-template-columns:repeat(3, auto)">{"".join(cells)}</div>'
+               f'</div><div><p class="note">joint input (mean over the region)</p>{jcell}</div></div>')
+    figs = "".join(_img(p, f"{title}: optimal inputs ({k})") for k, p in pngs.items())
+    if not figs:
+        figs = _missing(f"no images in {item['dir']}")
     return (f'<div class="card" style="margin:10px 0"><h4>{ESC(title)}</h4>'
-            f'<p class="note">{ESC("; ".join(info))}</p><div class="cols">{grid}{joint}</div>{extra_html}</div>')
+            f'<p class="note">{ESC("; ".join(info))}</p>{figs}{players}</div>')
 
 
 # -- statistics (maps/stats.json) ---------------------------------------------------------------------------
@@ -711,8 +706,9 @@ def _section_topography(models: list[RunData]) -> str:
                 series.append({"label": f"{rd.label} S̄", "x": xs, "y": obs, "color": PALETTE[i], "marker": True})
                 series.append({"label": f"{rd.label} null", "x": xs, "y": nul, "color": PALETTE[i], "dash": True,
                                "marker": True})
-        chart = svg_line_chart(series, title="S̄ per layer against the shuffled-position null",
-                               xlabel="layer (1 = conv1)", ylabel="S̄", width=520)
+        chart = svg_line_chart(series, title="S̄ per layer against the shuffled-position null (dashed: null mean)",
+                               xlabel="layer", ylabel="S̄", width=520,
+                               xticks=[(j + 1, l) for j, l in enumerate(layers)])
         out.append(chart)
     # Figure 1A close-ups
     out.append("<h3>Filter close-ups (seed Figure 1A)</h3>")

@@ -52,15 +52,14 @@ def _check_reduction(reduction) -> str:
 
 
 def _prepare(weight, grid, neighborhood, boundary, what="weight"):
-    """Validate everything; return ``(flat (C, D), stencil, eps)``."""
+    """Validate everything; return ``(flat (C, D), grid, n, eps)``."""
     weight = _stencil.check_weight(weight, what)
     g = as_grid(grid)
     n = _stencil.check_neighborhood(neighborhood, g)
     _stencil.check_boundary(boundary)
     g.check(weight.shape[0], what)
     flat = _stencil.flatten(weight)
-    st = _stencil.stencil(g, n, boundary, flat.device, flat.dtype)
-    return flat, st, _stencil.default_eps(flat.dtype)
+    return flat, g, n, _stencil.default_eps(flat.dtype)
 
 
 def neighbor_weights(grid: GridLike, neighborhood: int = 3, boundary: str = "clip") -> torch.Tensor:
@@ -87,8 +86,8 @@ def neighborhood_similarity(weight: torch.Tensor, grid: GridLike, neighborhood: 
     ``rows * cols == C``. ``neighborhood``: odd ``n >= 3``. ``boundary``: ``"clip"`` or ``"wrap"``.
     A filter of norm 0 has cosine 0 with everything.
     """
-    flat, st, eps = _prepare(weight, grid, neighborhood, boundary)
-    return _stencil.similarity(flat, st, eps)
+    flat, g, n, eps = _prepare(weight, grid, neighborhood, boundary)
+    return _stencil.similarity(flat, g, n, boundary, eps)
 
 
 def topographic_loss(weight: torch.Tensor, grid: GridLike, neighborhood: int = 3, boundary: str = "clip",
@@ -121,9 +120,10 @@ def permutation_null(weight: torch.Tensor, grid: GridLike, n_permutations: int =
     """
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) or n_permutations < 100:
         raise ValueError(f"n_permutations must be an integer >= 100, got {n_permutations!r}")
-    flat, st, eps = _prepare(weight, grid, neighborhood, boundary)
+    flat, g, n, eps = _prepare(weight, grid, neighborhood, boundary)
     with torch.no_grad():
         flat = flat.detach()
+        st = _stencil.stencil(g, n, boundary, flat.device, flat.dtype)
         unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(eps)
         C = st.size
         gen = torch.Generator().manual_seed(int(seed))

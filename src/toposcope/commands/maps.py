@@ -34,7 +34,7 @@ def _stats_for(run_dir, args):
 
     from ..checkpoint import load_run
     from ..profiles import load_profiles
-    from ..stats import compute_stats
+    from ..stats import compute_stats, jsonable
 
     prof = load_profiles(Path(run_dir) / "profiles" / f"{args.profiles}.npz")
     try:
@@ -48,7 +48,7 @@ def _stats_for(run_dir, args):
     out = Path(run_dir) / "maps" / "stats.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(".stats.json.tmp")
-    tmp.write_text(json.dumps(st, indent=1, allow_nan=True))
+    tmp.write_text(json.dumps(jsonable(st), indent=1, allow_nan=False))
     tmp.replace(out)
     return prof, st
 

@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
     size.add_argument("--utterances", type=int, default=None, metavar="N", help="number of utterances")
     size.add_argument("--hours", type=float, default=None, metavar="H",
                       help="approximate hours of audio (default: 1 when neither is given)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="corpus directory to write")
+    parser.add_argument("--out", metavar="DIR", help="corpus directory to write (required unless --list-voices)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--jobs", type=int, default=None, metavar="J", help="parallel jobs (default: all cores)")
     parser.add_argument("--voices", default=None, metavar="V1,V2",
@@ -25,12 +25,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..synth import VOICES, synthesize
+    from ..synth import DEFAULT_TEST_VOICES, VOICES, SynthError, synthesize
 
     if args.list_voices:
         for v in VOICES.values():
-            print(f"{v.name:34s} engine={v.engine:8s} package={v.package}")
+            held = "  (held out for test)" if v.name in DEFAULT_TEST_VOICES else ""
+            print(f"{v.name:34s} engine={v.engine:8s} package={v.package}{held}")
         return 0
+    if not args.out:
+        raise SynthError("--out DIR is required (the corpus directory to write)")
     corpus = synthesize(args.out, utterances=args.utterances, hours=args.hours, seed=args.seed,
                         jobs=args.jobs, voices=args.voices, progress=not args.no_progress)
     s = corpus.summary()

@@ -319,14 +319,19 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
             windows.extend([geo.n_valid] * len(objs))
     maxima = data_maxima(model, feats, objectives, windows, progress=progress, total=len(feats))
 
-    results = []
+    results, done = [], {}
     for layer, g, score, reg, geo, first in jobs:
+        key = (layer, tuple(int(i) for i in reg["filters"]))
         t0 = time.perf_counter()
-        dm = maxima.values[first:first + len(reg["filters"]) + 1]
-        r = optimize_region(model, layer, reg["filters"], config=config, frames=geo.frames,
-                            data_range=(stats.lo, stats.hi), data_max=dm, retries=retries, progress=progress,
-                            desc=f"{layer}/{g}")
-        elapsed = time.perf_counter() - t0
+        if key in done:  # another group chose the same region: same targets, same seed, same result
+            r, elapsed = done[key]
+        else:
+            dm = maxima.values[first:first + len(reg["filters"]) + 1]
+            r = optimize_region(model, layer, reg["filters"], config=config, frames=geo.frames,
+                                data_range=(stats.lo, stats.hi), data_max=dm, retries=retries, progress=progress,
+                                desc=f"{layer}/{g}")
+            elapsed = time.perf_counter() - t0
+            done[key] = (r, elapsed)
         losses = r["losses"]
         extra = {"distinctness": score, "group_choice": how, "rounds": r["rounds"], "steps_run": int(losses.shape[0]),
                  "loss_first": losses[0].tolist(), "loss_last": losses[-1].tolist(), "seconds": elapsed,

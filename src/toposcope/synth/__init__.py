@@ -1,5 +1,10 @@
 """The embedded default corpus: speech synthesized locally with exact phone timings (SPEC §2.3).
 
+Voices (11): Festival kal_diphone, ked_diphone, cmu_us_slt_arctic_hts (one process per batch,
+:mod:`.festival`), Flite awb, rms, slt, kal16 (one process per utterance, :mod:`.flite`),
+espeak-ng accents/variants en-us+m3, en+f3, en-gb-scotland+m1, en-029+f2 (phoneme events via
+the C library, mapped to ARPAbet, :mod:`.espeak`).
+
 ``synthesize(out, utterances=N | hours=H, seed=S)`` writes a corpus directory in the native
 format (SPEC §2.1: ``manifest.jsonl`` + ``audio/*.wav``, 16 kHz mono) with canonical labels
 (SPEC §2.2: Festival/Flite ``ax`` -> ``ah``, ``pau`` -> ``sil``; originals in
@@ -14,8 +19,8 @@ Plan (deterministic for a seed, and prefix-stable: utterance ``i`` depends only 
 * utterances follow a fixed 20-slot pattern (15 train, 2 valid, 3 test), so every corpus of
   three or more utterances has all three splits;
 * ``test`` uses whole held-out voices (:data:`.voices.DEFAULT_TEST_VOICES`: one Festival, one
-  Flite voice); ``train`` and ``valid`` use the other voices, round-robin, so small corpora
-  still hold every voice;
+  Flite, one espeak-ng voice); ``train`` and ``valid`` use the other voices, round-robin, so
+  small corpora still hold every voice; test sentences come from their own pool too;
 * each utterance draws a rate and a pitch factor; ``(voice, rate, pitch)`` is its ``speaker``.
 
 Resumable: each finished utterance is its WAV plus a JSON sidecar under ``<out>/.synth/``; a
@@ -47,7 +52,7 @@ from .voices import (DEFAULT_TEST_VOICES, PITCHES, RATES, VOICES, MissingPackage
 
 __all__ = [
     "synthesize", "plan_corpus", "PlannedUtterance", "SynthError", "MissingPackageError", "VOICES",
-    "DEFAULT_TEST_VOICES", "RATES", "PITCHES", "DEFAULT_HOURS",
+    "Voice", "Speaker", "DEFAULT_TEST_VOICES", "RATES", "PITCHES", "DEFAULT_HOURS",
 ]
 
 DEFAULT_HOURS = 1.0
@@ -55,6 +60,8 @@ DEFAULT_HOURS = 1.0
 _PATTERN = ("train", "valid", "test", "train", "train", "train", "train", "train", "train", "test",
             "train", "train", "valid", "train", "train", "train", "test", "train", "train", "train")
 _SIDE = ".synth"
+#: Bumped when the output for the same plan changes (old sidecars are then re-synthesized).
+_FORMAT = 1
 _PEAK = 0.9
 
 
@@ -68,12 +75,13 @@ class PlannedUtterance:
 
     @property
     def key(self) -> dict:
-        return {"speaker": self.speaker.id, "sentence": self.sentence}
+        return {"format": _FORMAT, "speaker": self.speaker.id, "sentence": self.sentence}
 
 
 def _estimate_seconds(sentence: str, spk: Speaker) -> float:
     """Rough audio length (calibrated on the voices here) used only to size ``hours=`` corpora."""
-    return (0.5 + 0.054 * len(sentence)) / (spk.rate * spk.perturb)
+    a, b = spk.voice.length_model
+    return (a + b * len(sentence)) / (spk.rate * spk.perturb)
 
 
 def plan_corpus(*, utterances: int | None = None, hours: float | None = None, seed: int = 0,
@@ -129,15 +137,6 @@ def plan_corpus(*, utterances: int | None = None, hours: float | None = None, se
 
 # ----------------------------------------------------------------------------- post-processing
 
-def _clip_segments(segs, duration: float) -> list[tuple[float, float, str]]:
-    out = []
-    for s, e, lab in segs:
-        s, e = max(0.0, min(s, duration)), max(0.0, min(e, duration))
-        if e - s >= 1e-4:
-            out.append((s, e, lab))
-    return out
-
-
 def _finalize(p: PlannedUtterance, raw: dict, out: Path) -> dict:
     """Engine output -> 16 kHz WAV + canonical, gap-free, clipped labels; writes WAV and sidecar."""
     src = raw["wav"]
@@ -157,13 +156,15 @@ def _finalize(p: PlannedUtterance, raw: dict, out: Path) -> dict:
     wave = wave * (_PEAK / peak)
     duration = len(wave) / SAMPLE_RATE
 
-    ends = raw["segs"]
+    # end times -> contiguous segments clipped to the audio; a segment shorter than 0.1 ms
+    # (zero-length events, labels past the end of the audio) is absorbed by its neighbours
     src_segs, prev = [], 0.0
-    for end, lab in ends:
-        e = end * tscale
+    for end, lab in raw["segs"]:
+        e = min(end * tscale, duration)
+        if e - prev < 1e-4:
+            continue
         src_segs.append((prev, e, lab))
-        prev = max(prev, e)
-    src_segs = _clip_segments(src_segs, duration)
+        prev = e
     phones: list[list] = []
     for s, e, lab in src_segs:
         if raw.get("mapping") == "espeak":
@@ -274,11 +275,16 @@ def synthesize(out, *, utterances: int | None = None, hours: float | None = None
         if tasks:
             with ThreadPoolExecutor(max_workers=jobs) as ex:
                 futs = [ex.submit(_run_task, t, work, out) for t in tasks]
-                for f in as_completed(futs):
-                    res, fails = f.result()
-                    done.update(res)
-                    failures.extend(fails)
-                    bar.update(len(res) + len(fails))
+                try:
+                    for f in as_completed(futs):
+                        res, fails = f.result()
+                        done.update(res)
+                        failures.extend(fails)
+                        bar.update(len(res) + len(fails))
+                except BaseException:  # interrupted: finished utterances stay on disk for a resume
+                    for f in futs:
+                        f.cancel()
+                    raise
     if failures:
         if len(failures) > max(2, 0.05 * len(plan)):
             raise SynthError(f"{out}: synthesis failed for {len(failures)} of {len(plan)} utterances, e.g. "
@@ -329,7 +335,7 @@ def _run_task(task, work: Path, out: Path):
             raw["stem"] = work / p.id
             try:
                 results[p.id] = _finalize(p, raw, out)
-            except SynthError as e:
+            except ValueError as e:  # SynthError, CorpusError, UnknownPhoneError: skip and report
                 fails.append(f"{p.id}: {e}")
         return results, fails
     from .flite import run_flite
@@ -338,6 +344,6 @@ def _run_task(task, work: Path, out: Path):
             raw = run_flite(p.speaker, p.sentence, work / p.id)
             raw["stem"] = work / p.id
             results[p.id] = _finalize(p, raw, out)
-        except SynthError as e:
+        except ValueError as e:
             fails.append(f"{p.id}: {e}")
     return results, fails

@@ -37,6 +37,8 @@ class Voice:
     engine_voice: str   # the engine's own name for it
     package: str        # Debian package that provides it
     native_pitch: bool  # can the engine shift F0 itself (else: speed perturbation)
+    #: ``seconds ~ a + b * characters`` at rate 1 (fitted on a 1-hour corpus; only sizes ``hours=``)
+    length_model: tuple[float, float] = (0.5, 0.055)
 
     def speaker(self, rate: float, pitch: float) -> "Speaker":
         return Speaker(self, float(rate), float(pitch))
@@ -69,18 +71,19 @@ _FESTIVAL_VOICE_DIRS = {
 }
 
 VOICES: dict[str, Voice] = {v.name: v for v in (
-    Voice("festival_kal_diphone", "festival", "kal_diphone", "festvox-kallpc16k", True),
-    Voice("festival_ked_diphone", "festival", "ked_diphone", "festvox-kdlpc16k", True),
-    Voice("festival_cmu_us_slt_arctic_hts", "festival", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts", False),
-    Voice("flite_awb", "flite", "awb", "flite", True),
-    Voice("flite_rms", "flite", "rms", "flite", False),
-    Voice("flite_slt", "flite", "slt", "flite", True),
-    Voice("flite_kal16", "flite", "kal16", "flite", True),
+    Voice("festival_kal_diphone", "festival", "kal_diphone", "festvox-kallpc16k", True, (0.76, 0.0601)),
+    Voice("festival_ked_diphone", "festival", "ked_diphone", "festvox-kdlpc16k", True, (0.842, 0.0565)),
+    Voice("festival_cmu_us_slt_arctic_hts", "festival", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts", False,
+          (0.274, 0.0596)),
+    Voice("flite_awb", "flite", "awb", "flite", True, (0.487, 0.0537)),
+    Voice("flite_rms", "flite", "rms", "flite", False, (0.521, 0.0612)),
+    Voice("flite_slt", "flite", "slt", "flite", True, (0.536, 0.052)),
+    Voice("flite_kal16", "flite", "kal16", "flite", True, (0.509, 0.0485)),
     # espeak-ng: accents x voice variants (``+m3`` etc.); pitch by speed perturbation
-    Voice("espeak_en-us+m3", "espeak", "en-us+m3", "espeak-ng", False),
-    Voice("espeak_en+f3", "espeak", "en+f3", "espeak-ng", False),  # British English (gmw/en)
-    Voice("espeak_en-gb-scotland+m1", "espeak", "en-gb-scotland+m1", "espeak-ng", False),
-    Voice("espeak_en-029+f2", "espeak", "en-029+f2", "espeak-ng", False),
+    Voice("espeak_en-us+m3", "espeak", "en-us+m3", "espeak-ng", False, (0.066, 0.0523)),
+    Voice("espeak_en+f3", "espeak", "en+f3", "espeak-ng", False, (0.14, 0.0512)),  # British English (gmw/en)
+    Voice("espeak_en-gb-scotland+m1", "espeak", "en-gb-scotland+m1", "espeak-ng", False, (0.027, 0.0515)),
+    Voice("espeak_en-029+f2", "espeak", "en-029+f2", "espeak-ng", False, (0.169, 0.0521)),
 )}
 
 #: Whole voices held out for the ``test`` split (one per engine).

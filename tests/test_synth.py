@@ -1,0 +1,284 @@
+"""Tests for the embedded default corpus (SPEC §2.1-2.3, issue 2): ``toposcope.synth``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from toposcope.audio import read_audio
+from toposcope.corpus import MANIFEST, Corpus
+from toposcope.phones import PHONE_SET, VOWELS
+from toposcope.synth import (DEFAULT_TEST_VOICES, VOICES, MissingPackageError, PlannedUtterance, SynthError,
+                             plan_corpus, synthesize)
+from toposcope.synth.espeak import ESPEAK_TO_ARPABET, map_espeak
+from toposcope.synth.sentences import keep_sentence, load_sentences, split_fortune_text
+
+FLITE2 = ["flite_awb", "flite_rms"]  # the cheapest voices for direct calls (one held out for test)
+
+
+def _voice(u):
+    return u.extra["voice"]
+
+
+# ----------------------------------------------------------------------------- the tiny corpus
+
+def test_tiny_corpus_has_many_voices_all_splits(tiny_corpus):
+    assert len(tiny_corpus) == 30
+    voices = {_voice(u) for u in tiny_corpus}
+    assert len(voices) >= 3
+    assert len({VOICES[v].engine for v in voices}) >= 2
+    assert {u.split for u in tiny_corpus} == {"train", "valid", "test"}
+    for u in tiny_corpus:  # speaker = (voice, rate, pitch)
+        assert u.speaker == f"{_voice(u)}-r{u.extra['rate']:g}-p{u.extra['pitch']:g}"
+
+
+def test_audio_is_16k_mono_and_phones_cover_it(tiny_corpus):
+    for u in tiny_corpus:
+        info = sf.info(str(tiny_corpus.audio_path(u)))
+        assert (info.samplerate, info.channels) == (16000, 1)
+        assert u.duration == pytest.approx(info.frames / 16000, abs=1e-5)
+        ph = u.phones
+        assert ph[0][0] == 0.0
+        assert abs(ph[-1][1] - u.duration) <= 0.05
+        for (s0, e0, _), (s1, e1, _) in zip(ph, ph[1:]):
+            assert s1 == pytest.approx(e0, abs=1e-6), f"{u.id}: gap/overlap at {e0}"
+            assert e1 > s1
+        assert sum(1 for _, _, lab in ph if lab != "sil") >= 4 * 2  # >= 4 words
+
+
+def test_labels_canonical_with_source_kept(tiny_corpus):
+    for u in tiny_corpus:
+        assert all(lab in PHONE_SET for _, _, lab in u.phones)
+        assert u.source_phones and u.source_phones[0][0] == 0.0
+        src = {(round(s, 4), round(e, 4)): lab for s, e, lab in u.source_phones}
+        for s, e, lab in u.phones:
+            orig = src.get((round(s, 4), round(e, 4)))
+            if orig == "ax":
+                assert lab == "ah"
+            if orig == "pau":
+                assert lab == "sil"
+        assert u.text and u.text == u.text.lower() and "," not in u.text
+        assert 4 <= len(u.text.split()) <= 20
+
+
+def test_vowels_louder_than_silence_per_voice(tiny_corpus):
+    energy: dict[str, dict[str, list[float]]] = {}
+    for u in tiny_corpus:
+        x = read_audio(tiny_corpus.audio_path(u))
+        e = energy.setdefault(_voice(u), {"v": [], "s": []})
+        for s, t, lab in u.phones:
+            seg = x[int(s * 16000):int(t * 16000)]
+            if len(seg) < 80:
+                continue
+            if lab in VOWELS:
+                e["v"].append(float(np.sqrt(np.mean(seg ** 2))))
+            elif lab == "sil":
+                e["s"].append(float(np.sqrt(np.mean(seg ** 2))))
+    for v, e in energy.items():
+        assert e["v"] and e["s"], v
+        assert np.mean(e["v"]) > 5 * np.mean(e["s"]), v
+
+
+def test_fricatives_are_where_the_labels_say(tiny_corpus):
+    """Label/audio alignment: energy above 4 kHz is a larger share in s/sh/z/f than in vowels."""
+    hf = {"fric": [], "vowel": []}
+    for u in tiny_corpus:
+        x = read_audio(tiny_corpus.audio_path(u))
+        for s, t, lab in u.phones:
+            seg = x[int(s * 16000):int(t * 16000)]
+            if len(seg) < 256:
+                continue
+            p = np.abs(np.fft.rfft(seg * np.hanning(len(seg)))) ** 2
+            frac = p[len(p) // 2:].sum() / (p.sum() + 1e-12)
+            if lab in ("s", "sh", "z"):
+                hf["fric"].append(frac)
+            elif lab in VOWELS:
+                hf["vowel"].append(frac)
+    assert len(hf["fric"]) > 20 and len(hf["vowel"]) > 50
+    assert np.median(hf["fric"]) > 10 * np.median(hf["vowel"])
+
+
+def test_splits_hold_out_voices_and_sentences(tiny_corpus):
+    train = tiny_corpus.split("train")
+    test = tiny_corpus.split("test")
+    valid = tiny_corpus.split("valid")
+    assert train and test and valid
+    assert not {u.speaker for u in test} & {u.speaker for u in train}
+    assert not {_voice(u) for u in test} & {_voice(u) for u in train}
+    assert {_voice(u) for u in test} <= set(DEFAULT_TEST_VOICES)
+    train_text = {u.text for u in train}
+    assert not {u.text for u in valid} & train_text
+    assert not {u.text for u in test} & train_text
+
+
+def test_words_inside_audio_for_festival(tiny_corpus):
+    fest = [u for u in tiny_corpus if _voice(u).startswith("festival")]
+    assert fest
+    for u in fest:
+        assert u.words, u.id
+        words = [w for _, _, w in u.words]
+        text_words = u.text.split()
+        assert len(words) >= 0.7 * len(text_words)
+        bare = u.text.replace("'", "")  # Festival drops a bare "'s" token and some apostrophes
+        assert all(w.replace("'", "") in bare for w in words), (words, u.text)
+        assert all(0 <= s < e <= u.duration + 1e-6 for s, e, _ in u.words)
+        # each word spans phones: its start is a phone boundary
+        starts = {round(s, 4) for s, _, _ in u.phones}
+        assert all(round(s, 4) in starts for s, _, _ in u.words)
+
+
+def test_same_seed_same_utterances(tiny_corpus, tmp_path):
+    """Deterministic and prefix-stable: a 3-utterance corpus with seed 0 equals the first 3 of the fixture."""
+    small = synthesize(tmp_path / "c", utterances=3, seed=0, progress=False)
+    for a, b in zip(small, tiny_corpus[:3]):
+        assert a.to_dict() == b.to_dict()
+        assert np.array_equal(read_audio(small.audio_path(a)), read_audio(tiny_corpus.audio_path(b)))
+    other = plan_corpus(utterances=30, seed=1)
+    assert [p.sentence for p in other] != [u.extra["source_text"] for u in tiny_corpus]
+
+
+def test_resume_skips_finished_utterances(tmp_path):
+    out = tmp_path / "c"
+    c1 = synthesize(out, utterances=4, seed=5, voices=FLITE2, progress=False, jobs=1)
+    wavs = sorted((out / "audio").glob("*.wav"))
+    assert len(wavs) == len(c1) == 4
+    mtimes = {p: p.stat().st_mtime_ns for p in wavs}
+    first = (out / MANIFEST).read_text()
+    wavs[0].unlink()  # one lost utterance: only it is redone
+    c2 = synthesize(out, utterances=4, seed=5, voices=FLITE2, progress=False, jobs=1)
+    assert (out / MANIFEST).read_text() == first
+    assert [p.stat().st_mtime_ns for p in wavs[1:]] == [mtimes[p] for p in wavs[1:]]
+    assert wavs[0].exists() and len(c2) == 4
+    # a different plan in the same directory does not reuse mismatching utterances
+    c3 = synthesize(out, utterances=4, seed=6, voices=FLITE2, progress=False, jobs=1)
+    assert [u.text for u in c3] != [u.text for u in c2]
+
+
+def test_cli_prints_summary(tmp_path, capsys):
+    from toposcope.cli import main
+
+    rc = main(["synth", "--out", str(tmp_path / "c"), "--utterances", "3", "--seed", "2",
+               "--voices", ",".join(FLITE2), "--jobs", "1", "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "3 utterances" in out and "2 voices" in out
+    for split in ("train", "valid", "test"):
+        assert split in out
+    assert len(Corpus.load(tmp_path / "c")) == 3
+    assert main(["synth", "--list-voices"]) == 0
+    listed = capsys.readouterr().out
+    assert all(v in listed for v in VOICES) and listed.count("held out for test") == len(DEFAULT_TEST_VOICES)
+    assert main(["synth", "--utterances", "3"]) == 2  # no --out: clear error
+    assert "--out DIR is required" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- plan, errors, pieces
+
+def test_plan_sizes_and_splits():
+    plan = plan_corpus(hours=0.5, seed=0)
+    assert 300 < len(plan) < 900
+    assert {p.split for p in plan} == {"train", "valid", "test"}
+    assert [p.split for p in plan].count("test") / len(plan) == pytest.approx(0.15, abs=0.02)
+    default = plan_corpus(seed=0)  # 1 hour
+    assert len(default) > len(plan)
+    assert len({p.speaker.voice.name for p in default}) == len(VOICES)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"utterances": 2}, "utterances must be"),
+    ({"utterances": 5, "hours": 1.0}, "either utterances or hours"),
+    ({"hours": 0}, "hours must be"),
+    ({"utterances": 5, "voices": ["nope"]}, "unknown voice 'nope'"),
+    ({"utterances": 5, "voices": ["flite_awb"]}, "at least two voices"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(SynthError, match=match):
+        plan_corpus(**kwargs)
+
+
+def test_missing_package_named(tmp_path, monkeypatch):
+    import toposcope.synth.voices as voices
+
+    real = shutil.which
+    monkeypatch.setattr(voices.shutil, "which", lambda name: None if name == "flite" else real(name))
+    with pytest.raises(MissingPackageError, match="apt-get install flite"):
+        synthesize(tmp_path / "c", utterances=3, voices=FLITE2, progress=False)
+    assert not (tmp_path / "c" / MANIFEST).exists()
+
+
+def test_missing_fortunes_named(tmp_path):
+    from toposcope.synth.sentences import _load
+
+    with pytest.raises(MissingPackageError, match="fortunes-min"):
+        _load(str(tmp_path / "nowhere"))
+
+
+def test_sentence_filter():
+    assert keep_sentence("The quick brown fox jumps over the lazy dog.")
+    assert not keep_sentence("Only three words.")  # too short
+    assert not keep_sentence("There are 42 reasons to stay here.")  # digits
+    assert not keep_sentence("The NASA budget was cut again this year.")  # acronym
+    assert not keep_sentence("Mr. Smith went to Washington on a bus.")  # abbreviation
+    assert not keep_sentence(" ".join(["word"] * 21) + ".")
+    parts = split_fortune_text("First one is here. Second one is there!\n\t-- Someone\n%\nThird entry, it says so.\n")
+    assert parts == ["First one is here.", "Second one is there!", "Third entry, it says so."]
+    sents = load_sentences()
+    assert len(sents) > 1000 and sents == sorted(sents)
+    assert all(keep_sentence(s) for s in sents[::97])
+
+
+def test_espeak_table_is_canonical():
+    for src, dst in ESPEAK_TO_ARPABET.items():
+        assert dst is None or dst in PHONE_SET, src
+    assert map_espeak("@") == "ah" and map_espeak("t#") == "d" and map_espeak("_:") == "sil"
+    with pytest.raises(SynthError, match="no ARPAbet mapping"):
+        map_espeak("Q!")
+
+
+def test_finalize_clips_and_fills(tmp_path):
+    """Labels past the audio are clipped (Flite kal16); a gap before the end becomes sil (diphones)."""
+    from toposcope.synth import _finalize
+
+    (tmp_path / "audio").mkdir()
+    (tmp_path / ".synth").mkdir()
+    t = np.arange(8000) / 8000  # 1.0 s at 8 kHz: resampled to 16 kHz
+    sf.write(str(tmp_path / "a.wav"), 0.5 * np.sin(2 * np.pi * 200 * t), 8000)
+    spk = VOICES["flite_slt"].speaker(1.0, 1.0)
+    p = PlannedUtterance(0, "u0", "train", spk, "Hello there my good friend.")
+    raw = {"wav": tmp_path / "a.wav", "stem": tmp_path / "a",
+           "segs": [(0.2, "pau"), (0.5, "hh"), (0.9, "ax"), (1.3, "l"), (1.4, "pau")]}
+    d = _finalize(p, raw, tmp_path)
+    assert d["duration"] == pytest.approx(1.0)
+    assert d["phones"] == [[0.0, 0.2, "sil"], [0.2, 0.5, "hh"], [0.5, 0.9, "ah"], [0.9, 1.0, "l"]]
+    assert d["source_phones"][-1] == [0.9, 1.0, "l"]
+    assert json.loads((tmp_path / ".synth" / "u0.json").read_text())["utterance"] == d
+    assert read_audio(tmp_path / "audio" / "u0.wav").shape == (16000,)
+
+    sf.write(str(tmp_path / "b.wav"), 0.5 * np.sin(2 * np.pi * 200 * t), 8000)
+    raw = {"wav": tmp_path / "b.wav", "stem": tmp_path / "b", "segs": [(0.3, "s"), (0.7, "iy")]}
+    d = _finalize(p, raw, tmp_path)
+    assert d["phones"] == [[0.0, 0.3, "s"], [0.3, 0.7, "iy"], [0.7, 1.0, "sil"]]
+
+
+def test_pitch_perturbation_scales_times_exactly(tmp_path):
+    """Voices without native pitch control: resampling by 1/pitch, every time scaled by 1/pitch."""
+    from toposcope.synth import _finalize
+
+    (tmp_path / "audio").mkdir()
+    (tmp_path / ".synth").mkdir()
+    t = np.arange(16000) / 16000
+    sf.write(str(tmp_path / "a.wav"), 0.5 * np.sin(2 * np.pi * 200 * t), 16000)
+    spk = VOICES["flite_rms"].speaker(1.0, 1.15)
+    p = PlannedUtterance(1, "u1", "test", spk, "Hello there my good friend.")
+    d = _finalize(p, {"wav": tmp_path / "a.wav", "stem": tmp_path / "a", "segs": [(0.46, "s"), (1.0, "iy")]},
+                  tmp_path)
+    assert d["duration"] == pytest.approx(1 / 1.15, abs=1e-4)
+    assert d["phones"][0][1] == pytest.approx(0.4, abs=1e-6)
+    x = read_audio(tmp_path / "audio" / "u1.wav")
+    f = np.argmax(np.abs(np.fft.rfft(x))) * 16000 / len(x)
+    assert f == pytest.approx(230, abs=3)  # 200 Hz * 1.15
