@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -453,10 +453,10 @@ def _section_curves(models: list[RunData]) -> str:
                             "x": [p[0] for p in pts], "y": [p[1] for p in pts],
                             "color": PALETTE[j % len(PALETTE)], "dash": i > 0})
     if sim:
-        charts.append(svg_line_chart(sim, title=f"topographic similarity S̄ per layer (dashed: "
-                                                f"{models[-1].label if len(models) > 1 else ''})"
-                                     if len(models) > 1 else "topographic similarity S̄ per layer",
-                                     xlabel="step", ylabel="S̄", width=560))
+        title = "topographic similarity S̄ per layer"
+        if len(models) > 1:
+            title += f" (dashed: {models[1].label})"
+        charts.append(svg_line_chart(sim, title=title, xlabel="step", ylabel="S̄", width=560))
     return '<h3>Training curves</h3><div class="cols">' + "".join(c for c in charts if c) + "</div>"
 
 

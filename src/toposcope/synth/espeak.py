@@ -77,7 +77,7 @@ def check_espeak() -> None:
 def run_espeak_batch(items: list[tuple[Speaker, str, Path]], workdir: Path) -> dict[Path, dict]:
     """Synthesize ``(speaker, sentence, stem)`` items in one worker process.
 
-    Returns ``{stem: {"wav": path, "segs": [(end_s, canonical-or-source label)], "words": None}}``;
+    Returns ``{stem: {"wav": path, "segs": [(end_s, espeak mnemonic)], "words": None}}``;
     the labels are espeak mnemonics (mapped later with :func:`map_espeak`).
     """
     workdir.mkdir(parents=True, exist_ok=True)
@@ -93,8 +93,10 @@ def run_espeak_batch(items: list[tuple[Speaker, str, Path]], workdir: Path) -> d
         side = Path(str(stem) + ".pho.json")
         wav = Path(str(stem) + ".wav")
         if side.exists() and wav.exists():
-            segs = [(float(e), str(lab)) for e, lab in json.loads(side.read_text())]
+            data = json.loads(side.read_text())
+            segs = [(float(e), str(lab)) for e, lab in data["segs"]]
             side.unlink()
+            # no words: espeak-ng's word events merge and drop short function words
             results[Path(stem)] = {"wav": wav, "segs": segs, "words": None, "mapping": "espeak"}
     if not results and items:
         raise SynthError(f"espeak-ng worker failed on every utterance of {jobfile} (exit {proc.returncode}): "
@@ -164,7 +166,7 @@ def _worker(jobfile: str) -> int:
             continue
         wave = np.concatenate(chunks)
         n = len(wave)
-        starts = sorted(phones)
+        starts = sorted(phones, key=lambda x: x[0])  # stable: keeps espeak's order on ties
         segs = []
         for k, (s, lab) in enumerate(starts):
             e = starts[k + 1][0] if k + 1 < len(starts) else n
@@ -172,6 +174,6 @@ def _worker(jobfile: str) -> int:
         if starts[0][0] > 0:  # audio before the first phoneme: silence
             segs.insert(0, [starts[0][0] / sr, "_"])
         sf.write(job["stem"] + ".wav", wave, sr, subtype="PCM_16", format="WAV")
-        Path(job["stem"] + ".pho.json").write_text(json.dumps(segs))
+        Path(job["stem"] + ".pho.json").write_text(json.dumps({"segs": segs}))
     return status
 
