@@ -52,6 +52,7 @@ def test_tiny_end_to_end_loss_falls(tiny_run):
     assert best.meta["metrics"]["cer"] == min(v["cer"] for v in va)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_topo_raises_similarity(tones, tmp_path):
     cfg = dict(dropout=0.0, lr=1e-2, log_every=3)
     r0 = train(tones.root, tmp_path / "l0", config=tiny(topo_weight=0.0, **cfg), epochs=10, progress=False)

@@ -70,17 +70,19 @@ def barrier(info: DistInfo) -> None:
 
 
 def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum of ``x`` over ranks (returns ``x`` itself when single-process)."""
+    """Sum of ``x`` over ranks (returns ``x`` itself when single-process; nccl gets a device copy)."""
     if info.enabled:
-        x = x.clone()
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        y = x.to(info.device).clone()
+        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        return y.to(x.device)
     return x
 
 
 def all_reduce_max(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
-        x = x.clone()
-        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+        y = x.to(info.device).clone()
+        dist.all_reduce(y, op=dist.ReduceOp.MAX)
+        return y.to(x.device)
     return x
 
 

@@ -91,8 +91,9 @@ def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = Tr
                dpi: int = 100, progress: bool = True) -> dict:
     """Write PNGs and ``regions.json`` under ``out_dir`` (usually ``RUN/maps``); returns the regions dict.
 
-    Colour scales: per layer and per view, symmetric around 0 at the largest ``|value|`` of that
-    layer's on-grid (resp. smoothed) maps, so the maps of one layer are comparable across groups.
+    Colour scales, always symmetric around 0: a group's PNG scales each panel to its own largest
+    ``|value|`` (to show that group's structure); the overview shares one scale across the layer's
+    groups (to compare groups).
     """
     from tqdm.auto import tqdm
 
@@ -116,11 +117,8 @@ def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = Tr
             d.mkdir(parents=True, exist_ok=True)
             maps = lp.maps()
             sm = smooth_map(maps)
-            vmax = float(np.abs(maps).max()) or 1.0
-            vmax_sm = float(np.abs(sm).max()) or 1.0
             for i, g in enumerate(profiles.groups):
-                fig, _ = plot_map_pair(maps[i], sm[i], regions[name][g], vmax=vmax, vmax_smoothed=vmax_sm,
-                                       interpolate=interpolate,
+                fig, _ = plot_map_pair(maps[i], sm[i], regions[name][g], interpolate=interpolate,
                                        title=f"{name} · /{g}/ · {profiles.method} (n={int(lp.counts[i])})")
                 fig.savefig(d / f"{safe_filename(g)}.png", dpi=dpi)
                 plt.close(fig)

@@ -81,8 +81,8 @@ def plot_map_pair(on_grid, smoothed, region=None, axes=None, vmax: float | None 
     if axes is None:
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(8.8, 4))  # fixed layout: much faster to save than constrained
-        fig.subplots_adjust(left=0.06, right=0.95, bottom=0.12, top=0.84, wspace=0.3)
+        fig, axes = plt.subplots(1, 2, figsize=(9.6, 4))  # fixed layout: much faster to save than constrained
+        fig.subplots_adjust(left=0.06, right=0.91, bottom=0.12, top=0.84, wspace=0.42)
     else:
         fig = axes[0].figure
     a = plot_topomap(on_grid, axes[0], region=region, vmax=vmax, title="on grid", colorbar=True)
