@@ -60,9 +60,9 @@ def naive_loss(model, lam: float, n: int = 3) -> torch.Tensor:
                 r0, r1 = max(0, -dr), g.rows - max(0, dr)
                 c0, c1 = max(0, -dc), g.cols - max(0, dc)
                 cos = (u[r0:r1, c0:c1] * u[r0 + dr:r1 + dr, c0 + dc:c1 + dc]).sum(-1)
-                acc = acc.index_put((torch.arange(r0, r1)[:, None], torch.arange(c0, c1)[None, :]),
-                                    inv_d * cos, accumulate=True)
-                den[r0:r1, c0:c1] += inv_d
+                pad = (c0, g.cols - c1, r0, g.rows - r1)
+                acc = acc + F.pad(inv_d * cos, pad)
+                den = den + F.pad(torch.full_like(cos, inv_d), pad)
         S = acc / den
         total = total + (S.numel() - S.sum())
     return lam * total
@@ -115,28 +115,35 @@ def main() -> None:
     compile_note = ""
     if not args.no_compile:
         try:
-            creg = torch.compile(reg.loss)
-            cnaive = torch.compile(lambda: naive_loss(model, lam))
+            creg = torch.compile(reg.loss, fullgraph=True)
             t0 = time.perf_counter()
             run_reg(creg)
             items["reg (compiled)"] = lambda: run_reg(creg)
+            compile_note = f"torch.compile warm-up: regularizer {time.perf_counter() - t0:.1f} s"
+            print(compile_note, file=sys.stderr, flush=True)
             if not args.no_naive:
+                cnaive = torch.compile(lambda: naive_loss(model, lam))
+                t0 = time.perf_counter()
                 run_reg(cnaive)
                 items["naive (compiled)"] = lambda: run_reg(cnaive)
-            compile_note = f"compile warm-up {time.perf_counter() - t0:.1f} s"
+                compile_note += f", naive {time.perf_counter() - t0:.1f} s"
         except Exception as e:  # report, don't hide: the eager numbers are still valid
             compile_note = f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
             print(compile_note, file=sys.stderr)
 
-    for fn in items.values():  # warm-up (allocator, Adam state, stencil caches)
+    for k, fn in items.items():  # warm-up (allocator, Adam state, stencil caches)
+        t0 = time.perf_counter()
         fn()
+        print(f"warm-up {k}: {(time.perf_counter() - t0) * 1e3:.0f} ms", file=sys.stderr, flush=True)
     times: dict[str, list[float]] = {k: [] for k in items}
     load_before = os.getloadavg()
-    for _ in range(args.reps):
+    for rep in range(args.reps):
         for k, fn in items.items():
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
+        print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1] * 1e3:.0f} ms" for k, v in times.items()),
+              file=sys.stderr, flush=True)
     load_after = os.getloadavg()
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     base = med["step"]

@@ -55,13 +55,13 @@ def run_one(data: str, out: str, config: str, lam: float, minutes: float | None,
 
 
 def table(results: list[dict], meta: dict) -> str:
-    layers = list(results[0]["similarity"])
+    layers = list(results[0]["final_similarity"])
     head = ("| λ | steps | train wall (s) | valid CER % (unseen sentences) | valid WER % | test CER % (unseen voices) "
             "| test WER % | min S̄ | " + " | ".join(f"S̄ {l}" for l in layers) + " |")
     sep = "|" + "---|" * (8 + len(layers))
     rows = []
     for r in sorted(results, key=lambda r: r["lambda"]):
-        s = r["similarity"]
+        s = r["final_similarity"]
         rows.append(f"| {r['lambda']:g} | {r['steps']} | {r['train_wall_s']:.0f} | {100 * r['valid_cer']:.1f} | "
                     f"{100 * r['valid_wer']:.1f} | {100 * r['test_cer']:.1f} | {100 * r['test_wer']:.1f} | "
                     f"{min(s.values()):.2f} | " + " | ".join(f"{s[l]:.2f}" for l in layers) + " |")
@@ -70,7 +70,7 @@ def table(results: list[dict], meta: dict) -> str:
             f"{meta['jobs']} run(s) at a time with {meta['threads']} thread(s) each.  \n"
             f"Load average (1 min) at start {meta['load_start']:.1f}, at end {meta['load_end']:.1f} "
             f"on {meta['cores']} cores; finished {meta['finished']}.  \n"
-            f"S̄ and CER are of the best (lowest valid CER) checkpoint.")
+            f"CER/WER: best checkpoint (lowest valid CER; the first one on ties); S̄: the model at the end of training.")
     return "\n".join([BEGIN, info, "", head, sep, *rows, END])
 
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="directory for the runs (one per λ)")
     ap.add_argument("--config", default="small")
     ap.add_argument("--lambdas", default="0,0.003,0.01,0.03")
-    g = ap.add_mutually_exclusive_group(required=True)
+    g = ap.add_mutually_exclusive_group()
     g.add_argument("--minutes", type=float, help="wall-clock training budget per run")
     g.add_argument("--steps", type=int, help="optimizer steps per run")
     ap.add_argument("--jobs", type=int, default=1)
@@ -98,7 +98,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--doc", default=str(Path(__file__).resolve().parent.parent / "docs/benchmarks/training.md"))
     ap.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--render", action="store_true", help="only rewrite the doc table from OUT/sweep.json")
     args = ap.parse_args(argv)
+    if args.render:
+        d = json.loads((Path(args.out) / "sweep.json").read_text())
+        text = table(d["results"], d["meta"])
+        print(text)
+        write_doc(Path(args.doc), text)
+        return 0
 
     out = Path(args.out)
     if args.one is not None:
@@ -107,6 +114,8 @@ def main(argv=None) -> int:
         (out / f"lambda-{args.one:g}.json").write_text(json.dumps(r, indent=2))
         return 0
 
+    if not (args.minutes or args.steps):
+        ap.error("give --minutes or --steps")
     lams = [float(x) for x in args.lambdas.split(",")]
     out.mkdir(parents=True, exist_ok=True)
     from toposcope.corpus import Corpus

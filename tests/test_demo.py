@@ -4,6 +4,8 @@ a deleted output is recomputed, and the whole quick pipeline stays within its 3-
 from __future__ import annotations
 
 import json
+import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,13 @@ def test_quick_demo_runs_every_stage_then_resumes(tmp_path_factory, capsys):
     assert first["quick"] is True and first["config"] == "tiny"
     # The first run did every stage (a number of seconds, not "skipped") within the 3-minute budget.
     assert all(isinstance(first["timings_s"][s], (int, float)) for s in STAGES), first["timings_s"]
-    assert first["timings_s"]["total"] < 180, f"quick demo took {first['timings_s']['total']} s (> 3 min)"
+    total = first["timings_s"]["total"]
+    load = max(x for x in (first["load_start"], first["load_end"], 0.0) if x is not None)
+    if load <= 2 * first["cpus"]:
+        assert total < 180, f"quick demo took {total} s (> 3 min) at load {load} on {first['cpus']} CPUs"
+    elif total >= 180:  # an oversubscribed machine: the time says nothing about the demo, say so
+        warnings.warn(f"quick demo took {total} s at load average {load} on {first['cpus']} CPUs; "
+                      f"the 3-minute budget holds for an unloaded machine (docs/benchmarks.md)")
 
     # Outputs of every stage, both runs.
     assert (out / "corpus" / "manifest.jsonl").is_file()
@@ -41,8 +49,9 @@ def test_quick_demo_runs_every_stage_then_resumes(tmp_path_factory, capsys):
                   "profiles/gradnap-phone.npz", "maps/regions.json", "maps/stats.json"):
             assert (r / f).is_file(), f"{run}/{f}"
         assert list((r / "filters").glob("*.png"))
-    assert "topo_weight = 0.0" in (out / "runs" / "baseline" / "config.toml").read_text()
-    assert "topo_weight = 0.0" not in (out / "runs" / "topo" / "config.toml").read_text()
+    lam = {run: tomllib.loads((out / "runs" / run / "config.toml").read_text())["train"]["topo_weight"]
+           for run in ("topo", "baseline")}
+    assert lam["baseline"] == 0.0 and lam["topo"] > 0, lam
     summaries = list((out / "runs" / "topo" / "optimal").glob("*/*/summary.json"))
     assert summaries and all(json.loads(p.read_text())["targets"] for p in summaries)
     html = (out / "report.html").read_text(encoding="utf-8")

@@ -66,6 +66,9 @@ def test_receptive_field_hand_computed_and_valid_frames_ignore_padding(tiny_mode
     assert not torch.allclose(a[:, v.start - 1], b[:, v.start - 1], atol=1e-5)
     assert not torch.allclose(a[:, v.stop], b[:, v.stop], atol=1e-5)
     assert rf.span(v.start)[0] == 0 and rf.span(v.stop - 1)[1] == geo.frames - 1
+    # the optimiser's fast path: the unpadded forward gives exactly the valid frames
+    u = activations(tiny_model, x, ["conv2"], unpadded=True)["conv2"][0]
+    assert u.shape == a[:, v].shape and torch.allclose(u, a[:, v], atol=1e-6)
 
 
 def test_transforms_hand_computed():
@@ -154,7 +157,7 @@ def test_optimised_input_exceeds_data_max_on_trained_model(tiny_run, tiny_corpus
     objs = region_objectives(layer, filters)
     dm = data_maxima(model, feats, objs, [geo.n_valid] * len(objs))
     assert all(np.isfinite(dm.values))
-    r = optimize_region(model, layer, filters, config=OptimizeConfig(steps=80), frames=geo.frames,
+    r = optimize_region(model, layer, filters, config=OptimizeConfig(steps=60), frames=geo.frames,
                         data_range=(stats.lo, stats.hi), data_max=dm.values, retries=1)
     assert r["values"].shape == (10,)
     assert bool((r["values"] > torch.tensor(dm.values)).all()), (r["values"], dm.values)

@@ -51,7 +51,7 @@ def test_pair_and_overview(tmp_path):
     assert art["on_grid"]["region"] is not None and art["suptitle"].get_text() == "conv1 /aa/"
     fig.savefig(tmp_path / "pair.png")
     plt.close(fig)
-    fig, art = plot_overview(sm, ["aa", "b", "s", "t", "sil"], regions=[find_region(s, smoothed=True) for s in sm])
+    fig, art = plot_overview(sm, ["/aa/", "/b/", "/s/", "/t/", "/sil/"], regions=[find_region(s, smoothed=True) for s in sm])
     assert len(art["panels"]) == 5 and art["colorbar"] is not None
     assert [p["title"].get_text() for p in art["panels"]] == ["/aa/", "/b/", "/s/", "/t/", "/sil/"]
     fig.savefig(tmp_path / "overview.png")

@@ -112,6 +112,7 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     corpus_dir, runs = out / "corpus", out / "runs"
     topo_dir, base_dir = runs / "topo", runs / "baseline"
     timings: dict[str, float | str] = {}
+    load_start = _loadavg()
     stages = ["corpus", "train topo", "train baseline", "evaluate", "profile", "maps", "filters", "optimize",
               "report"]
     t_all = time.monotonic()
@@ -246,13 +247,23 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     total = time.monotonic() - t_all
     timings["total"] = round(total, 1)
     head = headline(topo_dir, base_dir)
-    _write_timings(out / "demo-timings.json", p, timings, head)
+    _write_timings(out / "demo-timings.json", p, timings, head, load=(load_start, _loadavg()))
     log(f"finished in {total / 60:.1f} min")
     print(format_headline(head, report_path), flush=True)
     return {"report": report_path, "timings": timings, "headline": head}
 
 
-def _write_timings(path: Path, p: DemoPlan, timings: dict, head: dict) -> None:
+def _loadavg() -> float | None:
+    """1-minute load average (the machine may be shared: timings taken under load are upper bounds)."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _write_timings(path: Path, p: DemoPlan, timings: dict, head: dict, load=(None, None)) -> None:
     import platform
 
     from .checkpoint import write_text_atomic
@@ -264,7 +275,8 @@ def _write_timings(path: Path, p: DemoPlan, timings: dict, head: dict) -> None:
         except (json.JSONDecodeError, AttributeError):
             prev = []
     entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": p.quick, "config": p.config,
-             "cpus": _cpus(), "machine": platform.machine(), "timings_s": timings}
+             "cpus": _cpus(), "machine": platform.machine(), "load_start": load[0], "load_end": load[1],
+             "timings_s": timings}
     write_text_atomic(path, json.dumps({"latest": entry, "headline": head, "history": prev + [entry]}, indent=1) + "\n")
 
 

@@ -109,6 +109,9 @@ def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = Tr
 
         from .plotting import plot_map_pair, plot_overview
 
+        def label(g: str) -> str:  # /phone/, 'grapheme'
+            return f"/{g}/" if profiles.grouping == "phone" else f"'{g}'"
+
         show = bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
         total = len(profiles.layers) * len(profiles.groups)
         bar = tqdm(total=total, desc="maps", unit="map", disable=not show, leave=False)
@@ -119,12 +122,12 @@ def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = Tr
             sm = smooth_map(maps)
             for i, g in enumerate(profiles.groups):
                 fig, _ = plot_map_pair(maps[i], sm[i], regions[name][g], interpolate=interpolate,
-                                       title=f"{name} · /{g}/ · {profiles.method} (n={int(lp.counts[i])})")
+                                       title=f"{name} · {label(g)} · {profiles.method} (n={int(lp.counts[i])})")
                 fig.savefig(d / f"{safe_filename(g)}.png", dpi=dpi)
                 plt.close(fig)
                 bar.update()
             if overview:
-                fig, _ = plot_overview(sm, profiles.groups, regions=[regions[name][g] for g in profiles.groups],
+                fig, _ = plot_overview(sm, [label(g) for g in profiles.groups], regions=[regions[name][g] for g in profiles.groups],
                                        vmax=float(np.abs(sm).max()) or 1.0, interpolate=interpolate,
                                        title=f"{name}: smoothed {profiles.method} maps, {lp.grid} grid")
                 fig.savefig(d / "overview.png", dpi=dpi)

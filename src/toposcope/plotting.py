@@ -94,7 +94,8 @@ def plot_map_pair(on_grid, smoothed, region=None, axes=None, vmax: float | None 
 
 def plot_overview(maps, groups: Sequence[str], regions: Sequence | None = None, fig=None, vmax: float | None = None,
                   ncols: int | None = None, title: str | None = None, interpolate: bool = False):
-    """Small multiples: one map per group. ``maps``: ``(G, rows, cols)``. Returns ``(figure, artists)``
+    """Small multiples: one map per group, titled with ``groups`` as given (e.g. ``"/aa/"``).
+    ``maps``: ``(G, rows, cols)``. Returns ``(figure, artists)``
     with ``artists = {"panels": [plot_topomap dicts], "colorbar": ..., "suptitle": ...}``."""
     import matplotlib.pyplot as plt
 
@@ -117,7 +118,7 @@ def plot_overview(maps, groups: Sequence[str], regions: Sequence | None = None, 
             ax.set_axis_off()
             continue
         panels.append(plot_topomap(maps[i], ax, region=None if regions is None else regions[i], vmax=vmax,
-                                   title=f"/{groups[i]}/", interpolate=interpolate, colorbar=False, ticks=False))
+                                   title=str(groups[i]), interpolate=interpolate, colorbar=False, ticks=False))
     cb = fig.colorbar(panels[0]["image"], ax=axes.ravel().tolist(), shrink=0.6) if panels else None
     sup = fig.suptitle(title, fontsize=11) if title else None
     return fig, {"panels": panels, "colorbar": cb, "suptitle": sup}

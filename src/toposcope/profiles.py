@@ -371,9 +371,8 @@ class ProfileAccumulator:
                 B, C, T = x.shape
                 n_len = layer_lengths(lengths, self.geom[n]).clamp(max=T).cpu().numpy()
                 times = self._frame_times(n, T, self.geom[n])
-                flat = x.permute(0, 2, 1).reshape(B * T, C)
                 if self.k:
-                    self._add_epochs(n, flat, T, times, n_len, segments)
+                    self._add_epochs(n, x.permute(0, 2, 1).reshape(B * T, C), T, times, n_len, segments)
                     continue
                 lab = np.full((B, T), -1, dtype=np.int64)
                 for b in range(B):
@@ -383,10 +382,15 @@ class ProfileAccumulator:
                     elif int(out_len[b]) > 0:  # argmax grapheme at the nearest valid output frame
                         j = _nearest(t_out[:int(out_len[b])], times[:L])
                         lab[b, :L] = pred_np[b, j]
-                lab_t = torch.from_numpy(lab.reshape(-1)).to(self.device)
-                keep = lab_t >= 0
-                self.sums[n].index_add_(0, lab_t[keep], flat[keep].double())
-                self.counts[n] += torch.bincount(lab_t[keep], minlength=len(self.all_groups))
+                # one-hot (B, T, G) and a batched matmul: per-batch sums in float32 (no gather copies),
+                # accumulated across batches in float64
+                G = len(self.all_groups)
+                lab_t = torch.from_numpy(lab).to(self.device)
+                onehot = torch.zeros(B, T, G + 1, dtype=x.dtype, device=self.device)
+                onehot.scatter_(2, (lab_t % (G + 1))[..., None], 1.0)  # -1 -> column G (dropped)
+                onehot = onehot[..., :G]
+                self.sums[n] += torch.bmm(x, onehot).sum(0).T.double()  # (B, C, T) @ (B, T, G)
+                self.counts[n] += onehot.sum((0, 1)).round().long()
         self.n_utterances += len(utterances)
 
     def _add_epochs(self, n: str, flat: torch.Tensor, T: int, times: np.ndarray, n_len, segments) -> None:

@@ -573,8 +573,8 @@ box is the most responsive 3×3 region (argmax of the smoothed map). Hover a map
   <label><input type="radio" name="map-view" value="smooth" checked> smoothed</label>
   <label><input type="radio" name="map-view" value="interp"> interpolated</label></span>
  <span>colour scale
-  <label><input type="radio" name="map-scale" value="layer" checked> per layer</label>
-  <label><input type="radio" name="map-scale" value="map"> per map</label></span>
+  <label><input type="radio" name="map-scale" value="map" checked> per map</label>
+  <label><input type="radio" name="map-scale" value="layer"> per layer</label></span>
 </div>
 <div id="map-panels" class="cols"></div>
 <div id="hover"></div>

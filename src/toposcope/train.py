@@ -278,7 +278,7 @@ def _train(data, out: Path, dist: D.DistInfo, *, config, topo_weight, epochs, ma
     step, epochs_done, batch_in_epoch, elapsed0 = 0, 0, 0, 0.0
     best_cer, last_valid = math.inf, None
     if resume:
-        st = load_checkpoint(checkpoint_path(out, "last"), map_location=dist.device)
+        st = load_checkpoint(checkpoint_path(out, "last"), map_location="cpu")  # RNG states must stay on CPU
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         step, epochs_done = int(st["step"]), int(st["epoch"])

@@ -14,9 +14,11 @@ DESCRIPTION = (
 
 def add_arguments(p) -> None:
     p.add_argument("run", metavar="RUN", help="run directory with profiles/ (from `toposcope profile`)")
-    p.add_argument("--profiles", default="gradnap-phone", metavar="NAME", help="profiles/<NAME>.npz to draw")
+    p.add_argument("--profiles", default=DEFAULT_PROFILES, metavar="NAME", help="profiles/<NAME>.npz to draw")
     p.add_argument("--baseline", default=None, metavar="RUN2",
                    help="a second run (e.g. topo_weight = 0) with the same profiles, shown side by side")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default RUN/maps for gradnap-phone, else RUN/maps-<NAME>)")
     p.add_argument("--interpolate", action="store_true", help="EEG-style interpolated smoothed panel")
     p.add_argument("--no-plots", action="store_true", help="only regions.json and stats.json")
     p.add_argument("--permutations", type=int, default=999, help="permutations for the p-values (>= 200)")
@@ -26,6 +28,18 @@ def add_arguments(p) -> None:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--dpi", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
+
+
+DEFAULT_PROFILES = "gradnap-phone"
+
+
+def out_dir(run_dir, args):
+    """``RUN/maps`` for the default profiles (the contract), ``RUN/maps-<name>`` for others."""
+    from pathlib import Path
+
+    if args.out and Path(run_dir) == Path(args.run):
+        return Path(args.out)
+    return Path(run_dir) / ("maps" if args.profiles == DEFAULT_PROFILES else f"maps-{args.profiles}")
 
 
 def _stats_for(run_dir, args):
@@ -45,7 +59,7 @@ def _stats_for(run_dir, args):
     st = compute_stats(prof, weights, n_permutations=args.permutations, alpha=args.alpha, adjacency=args.adjacency,
                        threshold_sd=args.threshold_sd, progress=not args.no_progress)
     st["run"] = str(run_dir)
-    out = Path(run_dir) / "maps" / "stats.json"
+    out = out_dir(run_dir, args) / "stats.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(".stats.json.tmp")
     tmp.write_text(json.dumps(jsonable(st), indent=1, allow_nan=False))
@@ -60,12 +74,12 @@ def run(args) -> int:
     from ..stats import format_table
 
     prof, st = _stats_for(args.run, args)
-    write_maps(prof, Path(args.run) / "maps", interpolate=args.interpolate, plots=not args.no_plots,
+    write_maps(prof, out_dir(args.run, args), interpolate=args.interpolate, plots=not args.no_plots,
                dpi=args.dpi, progress=not args.no_progress)
     base = None
     if args.baseline:
         _, base = _stats_for(args.baseline, args)
     print(format_table(st, base, names=(Path(args.run).name, Path(args.baseline).name if args.baseline else "")))
-    print(f"written to {Path(args.run) / 'maps'}" + (f" and {Path(args.baseline) / 'maps' / 'stats.json'}"
-                                                    if args.baseline else ""))
+    print(f"written to {out_dir(args.run, args)}" + (f" and {out_dir(args.baseline, args) / 'stats.json'}"
+                                                     if args.baseline else ""))
     return 0

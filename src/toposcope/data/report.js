@@ -102,7 +102,7 @@
   }
   function scaleMode() {
     var r = document.querySelector("input[name=map-scale]:checked");
-    return r ? r.value : "layer";
+    return r ? r.value : "map";
   }
   // Symmetric colour limit: the largest |value| of this map, or of every group's map of the layer
   // (then maps of one layer are comparable, as in the PNGs of `toposcope maps`).

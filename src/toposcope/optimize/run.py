@@ -18,6 +18,8 @@ clip range and the de-normalisation statistics used).
 same objective on real data (:mod:`.data_max`). Targets that do not get up to ``retries`` more
 rounds of ``steps`` steps (continuing from where they are, with a new jitter seed); the result is
 reported per target and in ``all_exceed``; the CLI exits with status 1 if any target fails.
+A region that several groups share (same layer, same filters) is optimised once and written for
+each of them (``reused_from_same_region`` in the summary).
 
 **Default groups** ("the three with the most distinct maps"): for every layer, the Pearson
 correlation between each group's GradNAP map and every other group's; distinctness = ``1 - mean``
@@ -323,7 +325,8 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
     for layer, g, score, reg, geo, first in jobs:
         key = (layer, tuple(int(i) for i in reg["filters"]))
         t0 = time.perf_counter()
-        if key in done:  # another group chose the same region: same targets, same seed, same result
+        reused = key in done
+        if reused:  # another group chose the same region: same targets, same seed, same result
             r, elapsed = done[key]
         else:
             dm = maxima.values[first:first + len(reg["filters"]) + 1]
@@ -335,6 +338,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
         losses = r["losses"]
         extra = {"distinctness": score, "group_choice": how, "rounds": r["rounds"], "steps_run": int(losses.shape[0]),
                  "loss_first": losses[0].tolist(), "loss_last": losses[-1].tolist(), "seconds": elapsed,
+                 "reused_from_same_region": reused,
                  "checkpoint": run.meta.get("checkpoint"), "corpus": str(corpus.root), "split": split}
         s = write_region(out / layer / safe_filename(g), layer=layer, group=g, region=reg, grid=model.grids[layer],
                          inputs=r["inputs"], values=r["values"], maxima=maxima, first=first, stats=stats,
