@@ -1,6 +1,6 @@
 """Cost of the topographic regularizer relative to one training step, at the paper size (SPEC §3, §4).
 
-    .venv/bin/python benchmarks/bench_regularizer.py [--reps 7] [--no-compile] [--no-naive] [--write]
+    .venv/bin/python benchmarks/bench_regularizer.py [--reps 7] [--threads N] [--no-compile] [--no-naive] [--write]
 
 Builds ``Wav2Letter(load_config("paper").model)`` (conv1 256x128x48, 7 x 256x256x7, 2048x256x32,
 2048x2048x1; grids 16x16 and 64x32) and times, interleaved in one process (so machine load hits
@@ -75,8 +75,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=376, help="3 s at 16 kHz, hop 128")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-naive", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks/regularizer.md")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     lam = 0.01

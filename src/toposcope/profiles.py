@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .grid import Grid, as_grid
+from .grid import Grid
 from .labels import frame_times, label_frames
 from .phones import PHONES
 from .text import ALPHABET, encode, normalize_text
