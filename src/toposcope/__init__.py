@@ -1,5 +1,9 @@
 """toposcope: topographic filter maps for convolutional speech recognizers.
 
+Training and evaluation live in their modules (``toposcope.train.train``,
+``toposcope.evaluate.evaluate``): a package attribute of the same name as a submodule would be
+replaced by the module as soon as it is imported.
+
 Public names are imported lazily, so ``import toposcope`` stays fast and light.
 """
 
@@ -24,9 +28,7 @@ _EXPORTS = {
     "TopographicRegularizer": "toposcope.topography",
     "permutation_null": "toposcope.topography",
     "synthesize": "toposcope.synth",
-    "train": "toposcope.train",
     "load_run": "toposcope.checkpoint",
-    "evaluate": "toposcope.evaluate",
     "compute_profiles": "toposcope.profiles",
     "load_profiles": "toposcope.profiles",
     "smooth_map": "toposcope.maps",
