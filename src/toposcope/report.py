@@ -5,7 +5,7 @@ Everything the page shows is read from the run directories (SPEC run layout): ``
 ``maps/stats.json``, ``optimal/<layer>/<group>/...`` and ``filters/*.png``. A section whose files are
 missing says so and names the command that makes them; nothing is filled in.
 
-The page embeds its images (PNG data URIs), audio (WAV data URIs), CSS and JS (``toposcope/data/report.*``),
+The page embeds its images (PNG data URIs), audio (WAV data URIs), CSS and JS (``toposcope/assets/report.*``),
 so it works offline in any browser. Maps are drawn client-side from the embedded GradNAP arrays: the
 on-grid values, the smoothed map (``toposcope.maps.smooth_map``) and the region of each run.
 Every label, path and transcript goes through :func:`html.escape`; JSON inside ``<script>`` has
@@ -787,7 +787,7 @@ def _section_statistics(models: list[RunData]) -> str:
 
 # -- the page --------------------------------------------------------------------------------------------
 def _asset(name: str) -> str:
-    return (resources.files("toposcope") / "data" / name).read_text(encoding="utf-8")
+    return (resources.files("toposcope") / "assets" / name).read_text(encoding="utf-8")
 
 
 def render_report(run: RunData, baseline: RunData | None = None, *, corpus_summary: dict | None = None,
