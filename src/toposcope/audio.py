@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-__all__ = ["SAMPLE_RATE", "AudioError", "read_audio", "write_wav", "resample"]
+__all__ = ["SAMPLE_RATE", "AudioError", "read_audio", "read_raw", "write_wav", "resample"]
 
 SAMPLE_RATE = 16000
 
@@ -56,6 +56,31 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndar
     return resample_poly(wave, sr_out // g, sr_in // g).astype(np.float32)
 
 
+def read_raw(path) -> tuple[np.ndarray, int]:
+    """Read any soundfile-readable file as float32 ``(samples, channels)`` and its rate.
+
+    Missing, unreadable, truncated (WAV data chunk or header frame count) and empty files are an
+    :class:`AudioError` naming the file; the rate and channel count are the caller's to check.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        info = sf.info(str(path))
+        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
+        raise AudioError(f"{path}: unreadable audio ({e})") from None
+    if info.frames > 0 and wave.shape[0] < info.frames:
+        raise AudioError(f"{path}: truncated audio: header promises {info.frames} frames, "
+                         f"only {wave.shape[0]} could be read")
+    truncated = _wav_truncation(path)
+    if truncated:
+        raise AudioError(f"{path}: {truncated}")
+    if wave.shape[0] == 0:
+        raise AudioError(f"{path}: audio file holds no samples")
+    return wave, int(sr)
+
+
 def read_audio(path, *, sample_rate: int = SAMPLE_RATE, resample_to_rate: bool = False,
                mix_to_mono: bool = False) -> np.ndarray:
     """Read a mono file as float32 ``(samples,)`` in [-1, 1].
@@ -63,18 +88,7 @@ def read_audio(path, *, sample_rate: int = SAMPLE_RATE, resample_to_rate: bool =
     A different rate or channel count is an :class:`AudioError` unless ``resample_to_rate`` /
     ``mix_to_mono`` is set (the importers set them; training data must already be 16 kHz mono).
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: audio file not found")
-    try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
-        raise AudioError(f"{path}: unreadable audio ({e})") from None
-    truncated = _wav_truncation(path)
-    if truncated:
-        raise AudioError(f"{path}: {truncated}")
-    if wave.shape[0] == 0:
-        raise AudioError(f"{path}: audio file holds no samples")
+    wave, sr = read_raw(path)
     if wave.shape[1] != 1:
         if not mix_to_mono:
             raise AudioError(f"{path}: expected mono audio, got {wave.shape[1]} channels")

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, AudioError, _wav_truncation, resample, write_wav
+from ..audio import SAMPLE_RATE, AudioError, _wav_truncation, read_raw, resample, write_wav
 from ..corpus import MANIFEST, SPLITS, CorpusError, Utterance, write_manifest
 from ..phones import PHONE_SET, SILENCE, UnknownPhoneError, map_phone
 from ..text import normalize_text
@@ -64,22 +64,10 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: audio file not found")
     if is_sphere(path):
         wave, sr = read_sphere(path)
+        if wave.shape[0] == 0:
+            raise AudioError(f"{path}: audio file holds no samples")
     else:
-        import soundfile as sf
-
-        try:
-            info = sf.info(str(path))
-            wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # LibsndfileError, RuntimeError, ...
-            raise AudioError(f"{path}: unreadable audio ({e})") from None
-        if info.frames > 0 and wave.shape[0] < info.frames:
-            raise AudioError(f"{path}: truncated audio: header promises {info.frames} frames, "
-                             f"only {wave.shape[0]} could be read")
-        truncated = _wav_truncation(path)
-        if truncated:
-            raise AudioError(f"{path}: {truncated}")
-    if wave.shape[0] == 0:
-        raise AudioError(f"{path}: audio file holds no samples")
+        wave, sr = read_raw(path)
     if wave.shape[1] != 1:
         raise AudioError(f"{path}: expected mono audio, got {wave.shape[1]} channels "
                          f"(convert it to one channel first)")
