@@ -1,7 +1,8 @@
 """The Wav2Letter-style topographic speech recognizer (SPEC §3), readable top to bottom.
 
     features (batch, n_mels, frames)
-      -> conv1 .. convN   Conv1d + ReLU (not in-place), each gridded, each a named activation site
+      -> conv1 .. convN   Conv1d (+ BatchNorm when ``norm = "batch"``) + ReLU (not in-place),
+                          each gridded, each a named activation site
       -> output           Conv1d(k=1) to the grapheme classes (CTC, blank = 0)
       -> log-probs (batch, frames', n_classes)
 
@@ -29,18 +30,24 @@ class HookPoint(nn.Identity):
 
 
 class ConvBlock(nn.Module):
-    """Conv1d -> ReLU (not in-place) -> hook (the activation site) -> dropout."""
+    """Conv1d -> [BatchNorm] -> ReLU (not in-place) -> hook (the activation site) -> dropout."""
 
-    def __init__(self, in_channels: int, spec: LayerSpec, dropout: float, activation: bool = True):
+    def __init__(self, in_channels: int, spec: LayerSpec, dropout: float, activation: bool = True,
+                 norm: str = "none"):
         super().__init__()
         self.spec = spec
         self.conv = nn.Conv1d(in_channels, spec.channels, spec.kernel, stride=spec.stride, padding=spec.padding)
+        self.norm = nn.BatchNorm1d(spec.channels) if norm == "batch" else nn.Identity()
         self.act = nn.ReLU(inplace=False) if activation else nn.Identity()
         self.hook = HookPoint()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """Everything after the convolution: ``(B, C_out, T')`` conv output -> block output."""
+        return self.drop(self.hook(self.act(self.norm(z))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, C_out, T')
-        return self.drop(self.hook(self.act(self.conv(x))))
+        return self.activate(self.conv(x))
 
 
 class Wav2Letter(nn.Module):
@@ -49,7 +56,7 @@ class Wav2Letter(nn.Module):
         self.cfg = cfg
         blocks, c_in = {}, cfg.features.n_mels
         for name, spec in zip(cfg.layer_names, cfg.layers):
-            blocks[name] = ConvBlock(c_in, spec, cfg.dropout)
+            blocks[name] = ConvBlock(c_in, spec, cfg.dropout, norm=cfg.norm)
             c_in = spec.channels
         blocks["output"] = ConvBlock(c_in, LayerSpec(N_CLASSES, 1), 0.0, activation=False)
         self.blocks = nn.ModuleDict(blocks)

@@ -156,8 +156,8 @@ def activations(model, feats: torch.Tensor, layers, *, detach: bool = True,
             block = model.blocks[name]
             if unpadded:
                 c = block.conv
-                h = block.drop(block.hook(block.act(
-                    torch.nn.functional.conv1d(h, c.weight, c.bias, c.stride, 0, c.dilation, c.groups))))
+                h = block.activate(
+                    torch.nn.functional.conv1d(h, c.weight, c.bias, c.stride, 0, c.dilation, c.groups))
             else:
                 h = block(h)
     return dict(rec.acts)
