@@ -57,7 +57,7 @@ def plan(quick: bool = False) -> DemoPlan:
     if quick:
         return DemoPlan(quick=True, config="tiny", utterances=40, hours=None, train_minutes=0.5, epochs=12,
                         topo_weight=None, optimize_groups=1, map_plots=(False, False))
-    return DemoPlan(quick=False, config="small", utterances=None, hours=1.0, train_minutes=5.0, epochs=None,
+    return DemoPlan(quick=False, config="small", utterances=None, hours=1.05, train_minutes=6.0, epochs=None,
                     topo_weight=None, optimize_groups=3)
 
 
