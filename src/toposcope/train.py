@@ -414,7 +414,7 @@ def _train(data, out: Path, dist: D.DistInfo, *, config, topo_weight, epochs, ma
                         held = (f"the last good checkpoint {where} (step {load_checkpoint(where)['step']}) is intact"
                                 if main and where.is_file() else "no checkpoint had been written yet")
                         raise NonFiniteLossError(
-                            f"non-finite loss (ctc={float(ctc_sum):.4g}, topo={float(topo):.4g}) at step {step + 1} "
+                            f"non-finite loss (ctc={float(ctc_sum.detach()):.4g}, topo={float(topo.detach()):.4g}) at step {step + 1} "
                             f"(epoch {epochs_done + 1}); stopped without applying it: {held}. "
                             f"Try a lower learning rate or topo weight.")
                     opt.zero_grad(set_to_none=True)
