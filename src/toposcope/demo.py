@@ -2,7 +2,7 @@
 
 Stages (each skipped when its outputs are already there, so re-running resumes)::
 
-    corpus      DIR/corpus/                   synthesize the default corpus (~1 h; --quick: 40 utterances)
+    corpus      DIR/corpus/                   synthesize the default corpus (~2 h; --quick: 40 utterances)
     train       DIR/runs/topo/                the topographic model (config ``small``; --quick: ``tiny``)
     train       DIR/runs/baseline/            the same with λ = 0
     evaluate    RUN/eval/test.json            CER/WER of both on the held-out voices
@@ -57,7 +57,7 @@ def plan(quick: bool = False) -> DemoPlan:
     if quick:
         return DemoPlan(quick=True, config="tiny", utterances=40, hours=None, train_minutes=0.5, epochs=12,
                         topo_weight=None, optimize_groups=1, map_plots=(False, False))
-    return DemoPlan(quick=False, config="small", utterances=None, hours=1.05, train_minutes=6.0, epochs=None,
+    return DemoPlan(quick=False, config="small", utterances=None, hours=2.0, train_minutes=6.0, epochs=None,
                     topo_weight=None, optimize_groups=3)
 
 
