@@ -69,21 +69,23 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum of ``x`` over ranks (returns ``x`` itself when single-process; nccl gets a device copy)."""
+def _all_reduce(x: torch.Tensor, info: DistInfo, op) -> torch.Tensor:
+    """``op`` of ``x`` over ranks (returns ``x`` itself when single-process; nccl gets a device copy)."""
     if info.enabled:
         y = x.to(info.device).clone()
-        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        dist.all_reduce(y, op=op)
         return y.to(x.device)
     return x
+
+
+def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum of ``x`` over ranks."""
+    return _all_reduce(x, info, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.enabled:
-        y = x.to(info.device).clone()
-        dist.all_reduce(y, op=dist.ReduceOp.MAX)
-        return y.to(x.device)
-    return x
+    """Maximum of ``x`` over ranks."""
+    return _all_reduce(x, info, dist.ReduceOp.MAX)
 
 
 def all_gather_object(obj, info: DistInfo) -> list:

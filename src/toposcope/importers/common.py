@@ -30,7 +30,7 @@ from ..phones import PHONE_SET, SILENCE, UnknownPhoneError, map_phone
 from ..text import normalize_text
 
 __all__ = [
-    "ImporterError", "Candidate", "Skipped", "ImportResult", "SKIPPED", "load_audio",
+    "ImporterError", "read_text_file", "Candidate", "Skipped", "ImportResult", "SKIPPED", "load_audio",
     "fold_segments", "read_label_map", "check_transcript", "speaker_hash", "assign_splits",
     "run_import", "show_progress", "print_import_result", "CheckResult", "check_corpus",
     "find_sibling",
@@ -177,6 +177,14 @@ def fold_segments(segments: Sequence[tuple[float, float, str]], mapping: dict | 
         else:
             out.append([pending[0], pending[1], SILENCE])
     return [tuple(x) for x in out], source
+
+
+def read_text_file(path: Path) -> str:
+    """A transcript file's text; unreadable or non-UTF-8 files are an :class:`ImporterError` naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImporterError(f"{path}: unreadable transcript ({e})") from None
 
 
 def check_transcript(text: str, where: str) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..corpus import Utterance
 from ..phones import FESTIVAL_MAP
-from .common import (Candidate, ImporterError, ImportResult, check_transcript, find_sibling,
+from ..audio import SAMPLE_RATE
+from .common import (Candidate, ImporterError, ImportResult, read_text_file, check_transcript, find_sibling,
                      fold_segments, load_audio, read_label_map, run_import)
 from .textgrid import AUDIO_EXT, _splits
 
@@ -107,14 +108,11 @@ def _builder(uid, spk, split, path, mapping):
         txt = find_sibling(path, (".txt",))
         if txt is None:
             raise ImporterError(f"{path}: no transcript ({path.stem}.txt is missing)")
-        try:
-            text = check_transcript(txt.read_text(encoding="utf-8"), str(txt))
-        except (OSError, UnicodeDecodeError) as e:
-            raise ImporterError(f"{txt}: unreadable transcript ({e})") from None
+        text = check_transcript(read_text_file(txt), str(txt))
         raw = read_lab(path)
         wave, _ = load_audio(audio)
         phones, source = fold_segments(raw, mapping, str(path))
-        utt = Utterance(id=uid, audio="", speaker=spk, text=text, duration=len(wave) / 16000,
+        utt = Utterance(id=uid, audio="", speaker=spk, text=text, duration=len(wave) / SAMPLE_RATE,
                         phones=phones, split=split, source_phones=source, extra={"source": str(audio)})
         return wave, utt
 

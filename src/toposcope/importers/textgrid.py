@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..corpus import Utterance
-from .common import (Candidate, ImporterError, ImportResult, assign_splits, check_transcript,
+from ..audio import SAMPLE_RATE
+from .common import (Candidate, ImporterError, ImportResult, read_text_file, assign_splits, check_transcript,
                      find_sibling, fold_segments, load_audio, read_label_map, run_import)
 
 __all__ = ["import_textgrid", "textgrid_candidates", "read_textgrid_tiers", "PHONE_TIERS", "WORD_TIERS"]
@@ -108,14 +109,11 @@ def _builder(uid, spk, split, path, audio, tier, mapping):
             side = find_sibling(path, (".txt", ".lab"))
             if side is None:
                 raise ImporterError(f"{path}: no transcript (no words tier and no {path.stem}.txt/.lab)")
-            try:
-                text = check_transcript(side.read_text(encoding="utf-8"), str(side))
-            except (OSError, UnicodeDecodeError) as e:
-                raise ImporterError(f"{side}: unreadable transcript ({e})") from None
+            text = check_transcript(read_text_file(side), str(side))
             words = None
         wave, _ = load_audio(audio)
         phones, source = fold_segments(raw, mapping, str(path))
-        utt = Utterance(id=uid, audio="", speaker=spk, text=text, duration=len(wave) / 16000,
+        utt = Utterance(id=uid, audio="", speaker=spk, text=text, duration=len(wave) / SAMPLE_RATE,
                         phones=phones, words=words, split=split, source_phones=source,
                         extra={"source": str(audio)})
         return wave, utt

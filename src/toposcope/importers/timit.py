@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ..corpus import Utterance
 from ..phones import TIMIT_MAP
-from .common import (Candidate, ImporterError, ImportResult, assign_splits, check_transcript,
+from ..audio import SAMPLE_RATE
+from .common import (Candidate, ImporterError, ImportResult, read_text_file, assign_splits, check_transcript,
                      fold_segments, load_audio, run_import)
 
 __all__ = ["import_timit", "timit_candidates", "read_sample_segments", "read_timit_text"]
@@ -55,10 +56,7 @@ def read_sample_segments(path: Path, rate: int) -> list[tuple[float, float, str]
 
 def read_timit_text(path: Path) -> str:
     """A TIMIT ``.txt`` (``start end sentence``) -> the sentence."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ImporterError(f"{path}: unreadable transcript ({e})") from None
+    raw = read_text_file(path)
     parts = raw.split(None, 2)
     if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
         raw = parts[2] if len(parts) == 3 else ""
@@ -155,7 +153,7 @@ def _builder(uid, speaker, split, group, stem):
         words = None
         if ".wrd" in group:
             words = _fix_word_overlaps(read_sample_segments(group[".wrd"], rate), str(group[".wrd"]))
-        utt = Utterance(id=uid, audio="", speaker=speaker, text=text, duration=len(wave) / 16000,
+        utt = Utterance(id=uid, audio="", speaker=speaker, text=text, duration=len(wave) / SAMPLE_RATE,
                         phones=phones, words=words, split=split, source_phones=source,
                         extra={"source": str(audio)})
         return wave, utt
