@@ -29,10 +29,10 @@ _EXPORTS = {
     "permutation_null": "toposcope.topography",
     "synthesize": "toposcope.synth",
     "load_run": "toposcope.checkpoint",
-    "compute_profiles": "toposcope.profiles",
-    "load_profiles": "toposcope.profiles",
-    "smooth_map": "toposcope.maps",
-    "find_region": "toposcope.maps",
+    "compute_profiles": "toposcope.analysis.profiles",
+    "load_profiles": "toposcope.analysis.profiles",
+    "smooth_map": "toposcope.analysis.maps",
+    "find_region": "toposcope.analysis.maps",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -103,9 +103,7 @@ def read_audio(path, *, sample_rate: int = SAMPLE_RATE, resample_to_rate: bool =
 
 def write_wav(path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sf.write(str(tmp), np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0), sample_rate,
-             subtype="PCM_16", format="WAV")
-    tmp.replace(path)
+    from ._util import atomic_write
+
+    data = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
+    atomic_write(path, lambda f: sf.write(f, data, sample_rate, subtype="PCM_16", format="WAV"))

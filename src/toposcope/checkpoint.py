@@ -15,14 +15,13 @@ Checkpoints are plain dicts of tensors and Python scalars/containers, written to
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ._util import atomic_write, write_text_atomic
 from .config import ConfigError, RunConfig, config_from_dict, load_config
 from .model import Wav2Letter
 
@@ -33,32 +32,12 @@ CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
 
 
-# -- atomic files ---------------------------------------------------------------------------------
-def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def write_text_atomic(path, text: str) -> None:
-    _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
+# -- atomic files: toposcope._util ----------------------------------------------------------------
 
 
 def save_checkpoint(path, state: dict) -> None:
     """``torch.save`` to a temp file in the same directory, then ``os.replace`` (never half-written)."""
-    _atomic(Path(path), lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

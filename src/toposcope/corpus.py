@@ -149,15 +149,13 @@ def read_manifest(path) -> list[Utterance]:
 
 def write_manifest(path, utterances: Iterable[Utterance]) -> None:
     """Write a manifest atomically, one JSON object per line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    from ._util import atomic_write
+
+    def write(f):
         for u in utterances:
             f.write(json.dumps(u.to_dict(), ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+
+    atomic_write(path, write, mode="w")
 
 
 class Corpus(Sequence[Utterance]):

@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from ._util import progress_enabled
 from .audio import read_audio
 from .corpus import Corpus, CorpusError, Utterance
 from .features import FeatureConfig, log_mel
@@ -31,11 +32,6 @@ from .text import encode, normalize_text
 
 __all__ = ["FeatureStore", "load_features", "SpeechDataset", "Batch", "BucketBatchSampler", "collate",
            "cache_key", "progress_enabled"]
-
-
-def progress_enabled(progress: bool) -> bool:
-    """tqdm bars are on unless ``progress=False`` or ``TOPOSCOPE_NO_PROGRESS=1``."""
-    return bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
 
 
 # -- feature cache ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..align import align_corpus
+    from ..importers.align import align_corpus
     from ..importers.common import print_import_result
 
     result = align_corpus(args.audio, args.transcripts, args.out, speaker=args.speaker, skip_bad=args.skip_bad,

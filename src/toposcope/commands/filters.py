@@ -34,7 +34,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..filters import write_filters
+    from ..analysis.filters import write_filters
 
     centers = [_center(c) for c in args.center] if args.center else None
     s = write_filters(args.run, layer=args.layer, n=args.size, count=args.count, centers=centers, mode=args.mode,

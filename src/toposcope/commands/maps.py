@@ -47,8 +47,9 @@ def _stats_for(run_dir, args):
     from pathlib import Path
 
     from ..checkpoint import load_run
-    from ..profiles import load_profiles
-    from ..stats import compute_stats, jsonable
+    from ..analysis.profiles import load_profiles
+    from .._util import write_json_atomic
+    from ..analysis.stats import compute_stats
 
     prof = load_profiles(Path(run_dir) / "profiles" / f"{args.profiles}.npz")
     try:
@@ -60,18 +61,15 @@ def _stats_for(run_dir, args):
                        threshold_sd=args.threshold_sd, progress=not args.no_progress)
     st["run"] = str(run_dir)
     out = out_dir(run_dir, args) / "stats.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(".stats.json.tmp")
-    tmp.write_text(json.dumps(jsonable(st), indent=1, allow_nan=False))
-    tmp.replace(out)
+    write_json_atomic(out, st)
     return prof, st
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from ..maps import write_maps
-    from ..stats import format_table
+    from ..analysis.maps import write_maps
+    from ..analysis.stats import format_table
 
     prof, st = _stats_for(args.run, args)
     write_maps(prof, out_dir(args.run, args), interpolate=args.interpolate, plots=not args.no_plots,

@@ -59,7 +59,7 @@ def run(args) -> int:
 
     from ..checkpoint import load_run
     from ..corpus import Corpus
-    from ..profiles import compute_profiles, profile_name
+    from ..analysis.profiles import compute_profiles, profile_name
 
     r = load_run(args.run, args.checkpoint, device=args.device)
     corpus = Corpus.load(args.data)

@@ -2,7 +2,7 @@
 
 ``import_timit`` (LDC and NLTK-sample TIMIT, NIST SPHERE audio), ``import_textgrid`` (Praat
 TextGrids, e.g. MFA output), ``import_lab`` (Festival/ESPS ``.lab``); shared machinery in
-:mod:`toposcope.importers.common`; forced alignment of own audio in :mod:`toposcope.align`.
+:mod:`toposcope.importers.common`; forced alignment of own audio in :mod:`toposcope.importers.align`.
 """
 
 from .common import (CheckResult, ImporterError, ImportResult, Skipped, check_corpus, load_audio,

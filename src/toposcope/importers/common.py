@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .._util import progress_enabled
 from ..audio import SAMPLE_RATE, AudioError, _wav_truncation, read_raw, resample, write_wav
 from ..corpus import MANIFEST, SPLITS, CorpusError, Utterance, write_manifest
 from ..phones import PHONE_SET, SILENCE, UnknownPhoneError, map_phone
@@ -45,9 +46,7 @@ class ImporterError(ValueError):
     """A source file that cannot be imported as it is (the message names the file and the problem)."""
 
 
-def show_progress(progress: bool) -> bool:
-    """Progress bars are off with ``progress=False`` or ``TOPOSCOPE_NO_PROGRESS=1``."""
-    return bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
+show_progress = progress_enabled
 
 
 # ----------------------------------------------------------------------------------------- audio

@@ -30,17 +30,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._util import progress_enabled
 from ..hooks import record
 from .objectives import Objective
 from .param import MelInput, receptive_field
 from .transforms import clip_to_range, gaussian_blur, jitter, l2_penalty, random_offsets
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_inputs", "activations", "frozen", "progress_enabled"]
-
-
-def progress_enabled(progress: bool) -> bool:
-    """tqdm bars are on unless ``progress=False`` or ``TOPOSCOPE_NO_PROGRESS=1``."""
-    return bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)

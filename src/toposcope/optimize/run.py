@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .._util import write_json_atomic
 from .data_max import DataMaxima, FeatureStats, data_maxima, feature_stats
 from .objectives import region_objectives, PerSample
 from .param import input_geometry
@@ -56,10 +57,7 @@ EXCLUDE_GROUPS = ("sil",)
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, obj)
 
 
 def load_regions(run_dir) -> dict:
@@ -84,7 +82,7 @@ def choose_groups(profiles, count: int = 3, *, layers: Sequence[str] | None = No
                   exclude: Sequence[str] = EXCLUDE_GROUPS, min_count_ratio: float = 0.1) -> list[tuple[str, float]]:
     """The ``count`` groups with the most distinct maps: ``[(group, distinctness)]``, most distinct first.
 
-    ``profiles``: a :class:`toposcope.profiles.Profiles` (per layer ``values (G, C)`` and ``counts (G,)``).
+    ``profiles``: a :class:`toposcope.analysis.profiles.Profiles` (per layer ``values (G, C)`` and ``counts (G,)``).
     See the module docstring for the definition.
     """
     groups = list(profiles.groups)
@@ -216,7 +214,7 @@ def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, i
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..plot_inputs import plot_region_inputs
+        from ..viz.inputs import plot_region_inputs
 
         pos = [grid.position(i) for i in filters]
         r0, c0 = min(p[0] for p in pos), min(p[1] for p in pos)
@@ -258,7 +256,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
     """
     from ..checkpoint import load_run
     from ..corpus import Corpus
-    from ..maps import safe_filename
+    from ..analysis.maps import safe_filename
 
     run = load_run(run_dir, checkpoint)
     run_dir = Path(run.path or run_dir)
@@ -280,7 +278,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
     prof = None
     prof_path = run_dir / "profiles" / f"{profiles}.npz"
     if prof_path.is_file():
-        from ..profiles import load_profiles
+        from ..analysis.profiles import load_profiles
 
         prof = load_profiles(prof_path)
     if groups:

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .._util import progress_enabled, write_text_atomic
 from ..audio import SAMPLE_RATE, write_wav
 from ..corpus import MANIFEST, Corpus, Utterance, write_manifest
 from ..phones import FESTIVAL_MAP, SILENCE, map_phone
@@ -212,9 +213,7 @@ def _finalize(p: PlannedUtterance, raw: dict, out: Path) -> dict:
     write_wav(out / utt.audio, wave)
     d = utt.to_dict()
     side = out / _SIDE / f"{p.id}.json"
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps({"key": p.key, "utterance": d}, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(side)
+    write_text_atomic(side, json.dumps({"key": p.key, "utterance": d}, ensure_ascii=False))
     for suffix in (".wav", ".segs", ".words"):
         Path(str(raw["stem"]) + suffix).unlink(missing_ok=True)
     return d
@@ -231,8 +230,6 @@ def _load_done(out: Path, p: PlannedUtterance) -> dict | None:
     return data["utterance"]
 
 
-def _progress_enabled(progress: bool) -> bool:
-    return bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
 
 
 # ----------------------------------------------------------------------------- synthesis
@@ -271,7 +268,7 @@ def synthesize(out, *, utterances: int | None = None, hours: float | None = None
     from tqdm.auto import tqdm
 
     with tqdm(total=len(plan), initial=len(done), desc="synth", unit="utt",
-              disable=not _progress_enabled(progress)) as bar:
+              disable=not progress_enabled(progress)) as bar:
         if tasks:
             with ThreadPoolExecutor(max_workers=jobs) as ex:
                 futs = [ex.submit(_run_task, t, work, out) for t in tasks]

@@ -7,7 +7,7 @@ missing says so and names the command that makes them; nothing is filled in.
 
 The page embeds its images (PNG data URIs), audio (WAV data URIs), CSS and JS (``toposcope/assets/report.*``),
 so it works offline in any browser. Maps are drawn client-side from the embedded GradNAP arrays: the
-on-grid values, the smoothed map (``toposcope.maps.smooth_map``) and the region of each run.
+on-grid values, the smoothed map (``toposcope.analysis.maps.smooth_map``) and the region of each run.
 Every label, path and transcript goes through :func:`html.escape`; JSON inside ``<script>`` has
 ``<``, ``>`` and ``&`` written as ``\\u003c``-style escapes, so no string can close the element.
 """
@@ -257,7 +257,7 @@ class RunData:
         if self.profiles and layer in self.profiles:
             return tuple(self.profiles[layer]["grid"])
         if self.config and self.config.get("layers"):
-            from .config import config_from_dict
+            from ..config import config_from_dict
 
             cfg = config_from_dict(self.config, where=str(self.path / "config.toml"))
             for name, spec in zip(cfg.model.layer_names, cfg.model.layers):
@@ -268,7 +268,7 @@ class RunData:
 
 def _load_profiles(path: Path) -> dict:
     """``profiles/<name>.npz`` -> ``{layer: {"grid", "groups", "values" [G, C] (GradNAP), "counts" [G]}}``."""
-    from .profiles import load_profiles
+    from ..analysis.profiles import load_profiles
 
     prof = load_profiles(path)
     return {layer: {"grid": lp.grid.shape, "groups": list(prof.groups),
@@ -328,7 +328,7 @@ def _scan_optimal(root: Path) -> list[dict]:
 def _corpus_summary(data) -> dict | None:
     if data is None:
         return None
-    from .corpus import Corpus
+    from ..corpus import Corpus
 
     corpus = data if isinstance(data, Corpus) else Corpus.load(data)
     summary = corpus.summary()
@@ -350,7 +350,7 @@ def _lambda_label(rd: RunData) -> str:
 
 
 def _layers_text(cfg: dict) -> str:
-    from .config import config_from_dict
+    from ..config import config_from_dict
 
     try:
         rc = config_from_dict(cfg)
@@ -365,8 +365,8 @@ def _layers_text(cfg: dict) -> str:
 
 
 def _n_params(cfg: dict) -> int | None:
-    from .config import config_from_dict
-    from .text import N_CLASSES
+    from ..config import config_from_dict
+    from ..text import N_CLASSES
 
     try:
         rc = config_from_dict(cfg)
@@ -511,9 +511,9 @@ def _section_results(models: list[RunData]) -> str:
 
 def _maps_payload(models: list[RunData]) -> dict | None:
     """The arrays the maps section draws: per run, layer and group the on-grid GradNAP values, the
-    smoothed map (:func:`toposcope.maps.smooth_map`) and the region (``maps/regions.json``, or
-    :func:`toposcope.maps.find_region` when the run has profiles but no maps yet)."""
-    from .maps import find_region, smooth_map
+    smoothed map (:func:`toposcope.analysis.maps.smooth_map`) and the region (``maps/regions.json``, or
+    :func:`toposcope.analysis.maps.find_region` when the run has profiles but no maps yet)."""
+    from ..analysis.maps import find_region, smooth_map
 
     with_prof = [rd for rd in models if rd.profiles]
     if not with_prof:
@@ -643,7 +643,7 @@ def _optimal_card(item: dict) -> str:
 
 # -- statistics (maps/stats.json) ---------------------------------------------------------------------------
 def _stats_layers(stats: dict | None) -> dict:
-    """``{layer: {...}}`` of a ``maps/stats.json`` (written by ``toposcope maps``, :mod:`toposcope.stats`)."""
+    """``{layer: {...}}`` of a ``maps/stats.json`` (written by ``toposcope maps``, :mod:`toposcope.analysis.stats`)."""
     if not isinstance(stats, dict) or not isinstance(stats.get("layers"), dict):
         return {}
     return {k: v for k, v in stats["layers"].items() if isinstance(v, dict)}
@@ -797,7 +797,7 @@ def render_report(run: RunData, baseline: RunData | None = None, *, corpus_summa
     payload = _maps_payload(models)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = title or f"toposcope report: {run.label}"
-    from . import __version__
+    from .. import __version__
 
     base_txt = (f" · baseline <code>{ESC(str(baseline.path))}</code>" if baseline is not None
                 else " · no baseline run given (<code>--baseline RUN2</code>)")
@@ -843,7 +843,7 @@ def build_report(run, baseline=None, out=None, *, data=None, title: str | None =
     page = render_report(rd, bd, corpus_summary=summary, data_path=None if data is None else str(getattr(data, "root", data)),
                          title=title)
     out = Path(out) if out is not None else Path(run) / "report.html"
-    from .checkpoint import write_text_atomic
+    from ..checkpoint import write_text_atomic
 
     write_text_atomic(out, page)
     out.chmod(0o644)  # a page to share, not a secret (the atomic writer creates files 0600)
