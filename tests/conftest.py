@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/helpers.py
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOPOSCOPE_NO_PROGRESS", "1")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from test_data import tone_corpus
+from helpers import tone_corpus
 from toposcope.checkpoint import dump_toml, load_checkpoint
 from toposcope.config import load_config
 from toposcope.train import train

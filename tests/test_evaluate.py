@@ -57,7 +57,7 @@ def test_evaluate_cli_and_errors(tiny_run, tiny_corpus, tmp_path, capsys):
     with pytest.raises(FileNotFoundError):
         evaluate(tmp_path / "no_run", tiny_corpus.root)
     assert cli_main(["evaluate", str(tmp_path / "no_run"), "--data", str(tiny_corpus.root)]) == 2
-    from test_data import tone_corpus
+    from helpers import tone_corpus
 
     only_train = tone_corpus(tmp_path / "c", n=3, splits=("train",))
     with pytest.raises(CorpusError, match="no 'test' utterances"):

@@ -10,7 +10,7 @@ import signal
 import pytest
 import torch
 
-from test_data import tone_corpus
+from helpers import tone_corpus
 from toposcope.checkpoint import load_checkpoint, load_run
 from toposcope.cli import main as cli_main
 from toposcope.config import ConfigError, load_config
