@@ -1,6 +1,7 @@
 """Neighbourhood tables of the topographic regularizer (SPEC §4, seed §2.1) and the fast kernel.
 
-Private module: :mod:`toposcope.topography` is the public face.
+Private module: :mod:`toposcope.topography` is the public face. The neighbour pairs and weights
+themselves come from :func:`toposcope.grid.neighbour_table` (one definition of the neighbourhoods).
 
 The neighbourhood structure of a ``rows x cols`` grid is stored once as a sparse ``C x C`` pattern
 in CSR order (``C = rows * cols``): row ``p`` holds every neighbour ``q`` of ``p`` with its weight
@@ -25,11 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from .grid import Grid
+from .grid import BOUNDARIES, Grid, neighbour_table  # noqa: F401  (neighbour_table: one definition, in grid)
 
-__all__ = ["Stencil", "stencil", "check_neighborhood", "check_boundary", "BOUNDARIES"]
-
-BOUNDARIES = ("clip", "wrap")
+__all__ = ["Stencil", "stencil", "check_neighborhood", "check_boundary", "BOUNDARIES", "neighbour_table"]
 
 
 def check_boundary(boundary) -> str:
@@ -88,48 +87,6 @@ class Stencil:
     @property
     def nnz(self) -> int:
         return int(self.col.numel())
-
-
-def neighbour_table(rows: int, cols: int, n: int, boundary: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All ``(p, q, w_pq)`` of SPEC §4 (no diagonal), as numpy arrays sorted by ``(p, q)``.
-
-    ``clip``: the ``n x n`` window is cut at the grid border and the reciprocal-distance weights are
-    renormalised over the neighbours that exist (a corner of a 3x3 window has 3 neighbours).
-    ``wrap``: the window wraps around a torus. On a torus smaller than ``n`` in some dimension, several
-    window offsets can land on the same cell: that cell counts **once**, at the shortest distance
-    among those offsets, and ``p`` is never its own neighbour (documented choice, SPEC §4 leaves it
-    open). E.g. 2x2 with n=3 wraps to the same three neighbours as the clipped window.
-    """
-    h = n // 2
-    dr, dc = np.meshgrid(np.arange(-h, h + 1), np.arange(-h, h + 1), indexing="ij")
-    dr, dc = dr.ravel(), dc.ravel()
-    keep = (dr != 0) | (dc != 0)
-    dr, dc = dr[keep], dc[keep]                                   # (K,) offsets
-    dist = np.sqrt(dr.astype(np.float64) ** 2 + dc.astype(np.float64) ** 2)
-    C = rows * cols
-    pr, pc = np.divmod(np.arange(C), cols)                        # (C,)
-    qr, qc = pr[:, None] + dr[None, :], pc[:, None] + dc[None, :]  # (C, K)
-    p = np.broadcast_to(np.arange(C)[:, None], qr.shape)
-    d = np.broadcast_to(dist[None, :], qr.shape)
-    if boundary == "clip":
-        ok = (qr >= 0) & (qr < rows) & (qc >= 0) & (qc < cols)
-        p, q, d = p[ok], (qr * cols + qc)[ok], d[ok]
-    else:
-        q = (qr % rows) * cols + (qc % cols)
-        ok = q != p
-        p, q, d = p[ok], q[ok], d[ok]
-        # keep each (p, q) once, at its shortest distance: sort by (p, q, d), take the first
-        order = np.lexsort((d, q, p))
-        p, q, d = p[order], q[order], d[order]
-        first = np.ones(p.shape, dtype=bool)
-        first[1:] = (p[1:] != p[:-1]) | (q[1:] != q[:-1])
-        p, q, d = p[first], q[first], d[first]
-    order = np.lexsort((q, p))
-    p, q, d = p[order], q[order], d[order]
-    inv = 1.0 / d
-    total = np.bincount(p, weights=inv, minlength=C)
-    w = inv / total[p]
-    return p.astype(np.int64), q.astype(np.int64), w
 
 
 @functools.lru_cache(maxsize=256)

@@ -3,6 +3,15 @@
 Filter ``i`` of a layer with ``C = rows * cols`` filters sits at ``(i // cols, i % cols)``
 (row-major). The default grid is the most square factorisation with ``rows >= cols``
 (256 -> 16x16, 512 -> 32x16, 2048 -> 64x32), as in the seed's §2.1.
+
+Neighbourhoods live here, once (``docs/method.md`` § Regularizer, § Maps, § Statistics):
+
+* :func:`window_offsets` -- the ``n x n`` window offsets around a cell (centre left out);
+* :func:`neighbour_table` -- the regularizer's weighted neighbour pairs ``(p, q, w_pq)``, reciprocal
+  grid distance normalised per neighbourhood, clipped at the border or wrapped on a torus;
+* :data:`ADJACENCY` -- the binary adjacencies of Moran's I (``queen`` = the 3x3 window, ``rook``);
+* :func:`window_bounds` -- the block of cells around a centre, clipped (regions) or shifted inwards
+  to stay whole (filter close-ups); :func:`window_mean` -- the clipped-window mean (smoothed maps).
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-__all__ = ["Grid", "GridLike", "as_grid"]
+__all__ = ["Grid", "GridLike", "as_grid", "BOUNDARIES", "ADJACENCY", "window_offsets", "adjacency_offsets",
+           "neighbour_table", "window_bounds", "window_mean"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +105,115 @@ def as_grid(grid: GridLike) -> Grid:
             raise ValueError(f"grid must be (rows, cols), got {tuple(grid)!r}")
         return Grid(int(grid[0]), int(grid[1]))
     raise ValueError(f"grid must be a toposcope.Grid or a (rows, cols) tuple, got {grid!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# neighbourhoods
+# --------------------------------------------------------------------------------------------------
+#: Border handling of the regularizer's neighbourhoods: window cut at the border, or a torus.
+BOUNDARIES = ("clip", "wrap")
+
+
+def window_offsets(n: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column offsets ``(dr, dc)``, each ``(n * n - 1,)``, of the ``n x n`` window around a
+    cell without the cell itself, in row-major order ((-1, -1), (-1, 0), ... for ``n = 3``)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n % 2 == 0:
+        raise ValueError(f"window size must be an odd integer >= 1, got {n!r}")
+    h = int(n) // 2
+    dr, dc = np.meshgrid(np.arange(-h, h + 1), np.arange(-h, h + 1), indexing="ij")
+    dr, dc = dr.ravel(), dc.ravel()
+    keep = (dr != 0) | (dc != 0)
+    return dr[keep], dc[keep]
+
+
+#: Binary grid adjacencies (offsets; each unordered pair appears in both directions): ``queen`` is
+#: the 3x3 window of the regularizer and the smoothing, ``rook`` its 4 edge neighbours.
+ADJACENCY = {
+    "queen": tuple((int(r), int(c)) for r, c in zip(*window_offsets(3))),
+    "rook": tuple((int(r), int(c)) for r, c in zip(*window_offsets(3)) if abs(r) + abs(c) == 1),
+}
+
+
+def adjacency_offsets(adjacency: str) -> tuple[tuple[int, int], ...]:
+    """Offsets of a named binary adjacency (:data:`ADJACENCY`); ``ValueError`` for unknown names."""
+    try:
+        return ADJACENCY[adjacency]
+    except (KeyError, TypeError):
+        raise ValueError(f"adjacency must be one of {', '.join(ADJACENCY)}, got {adjacency!r}") from None
+
+
+def neighbour_table(rows: int, cols: int, n: int, boundary: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ``(p, q, w_pq)`` of the regularizer's neighbourhoods (no diagonal), as numpy arrays sorted by
+    ``(p, q)`` (``docs/method.md`` § Regularizer).
+
+    ``clip``: the ``n x n`` window is cut at the grid border and the reciprocal-distance weights are
+    renormalised over the neighbours that exist (a corner of a 3x3 window has 3 neighbours).
+    ``wrap``: the window wraps around a torus. On a torus smaller than ``n`` in some dimension, several
+    window offsets can land on the same cell: that cell counts **once**, at the shortest distance
+    among those offsets, and ``p`` is never its own neighbour (documented choice). E.g. 2x2 with n=3
+    wraps to the same three neighbours as the clipped window.
+    """
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"unknown boundary {boundary!r}; allowed: 'clip' (window cut at the grid border) "
+                         f"or 'wrap' (torus)")
+    dr, dc = window_offsets(n)                                    # (K,) offsets
+    dist = np.sqrt(dr.astype(np.float64) ** 2 + dc.astype(np.float64) ** 2)
+    C = rows * cols
+    pr, pc = np.divmod(np.arange(C), cols)                        # (C,)
+    qr, qc = pr[:, None] + dr[None, :], pc[:, None] + dc[None, :]  # (C, K)
+    p = np.broadcast_to(np.arange(C)[:, None], qr.shape)
+    d = np.broadcast_to(dist[None, :], qr.shape)
+    if boundary == "clip":
+        ok = (qr >= 0) & (qr < rows) & (qc >= 0) & (qc < cols)
+        p, q, d = p[ok], (qr * cols + qc)[ok], d[ok]
+    else:
+        q = (qr % rows) * cols + (qc % cols)
+        ok = q != p
+        p, q, d = p[ok], q[ok], d[ok]
+        # keep each (p, q) once, at its shortest distance: sort by (p, q, d), take the first
+        order = np.lexsort((d, q, p))
+        p, q, d = p[order], q[order], d[order]
+        first = np.ones(p.shape, dtype=bool)
+        first[1:] = (p[1:] != p[:-1]) | (q[1:] != q[:-1])
+        p, q, d = p[first], q[first], d[first]
+    order = np.lexsort((q, p))
+    p, q, d = p[order], q[order], d[order]
+    inv = 1.0 / d
+    total = np.bincount(p, weights=inv, minlength=C)
+    w = inv / total[p]
+    return p.astype(np.int64), q.astype(np.int64), w
+
+
+def window_bounds(grid: GridLike, center: tuple[int, int], n: int = 3, *, fit: bool = False
+                  ) -> tuple[int, int, int, int]:
+    """Inclusive ``(r0, r1, c0, c1)`` of the ``n x n`` block around ``center``: clipped at the border
+    (``fit=False``: a corner block of a 3x3 window has 2x2 cells), or shifted inwards so that it
+    stays whole (``fit=True``; the grid must hold ``n x n`` cells)."""
+    g = as_grid(grid)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n % 2 == 0:
+        raise ValueError(f"block size must be an odd integer >= 1, got {n!r}")
+    if fit and (n > g.rows or n > g.cols):
+        raise ValueError(f"a {n}x{n} block does not fit a {g} grid")
+    r, c = (int(v) for v in center)
+    g.index(r, c)  # raises for positions outside the grid
+    h = int(n) // 2
+    if not fit:
+        return max(r - h, 0), min(r + h, g.rows - 1), max(c - h, 0), min(c + h, g.cols - 1)
+    r0 = min(max(r - h, 0), g.rows - n)
+    c0 = min(max(c - h, 0), g.cols - n)
+    return r0, r0 + n - 1, c0, c0 + n - 1
+
+
+def window_mean(maps, n: int = 3) -> np.ndarray:
+    """Mean over the clipped ``n x n`` window of every cell of ``(..., rows, cols)`` maps -> same shape
+    (a border window averages only the cells that exist: 4 in a corner of a 3x3 window, 6 on an edge)."""
+    m = np.asarray(maps, dtype=np.float64)
+    if m.ndim < 2:
+        raise ValueError(f"window_mean needs (rows, cols) maps, got shape {m.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n % 2 == 0:
+        raise ValueError(f"window size must be odd and >= 1, got {n}")
+    h = int(n) // 2
+    pad = [(0, 0)] * (m.ndim - 2) + [(h, h), (h, h)]
+    win = np.lib.stride_tricks.sliding_window_view(np.pad(m, pad), (n, n), axis=(-2, -1))
+    ones = np.lib.stride_tricks.sliding_window_view(np.pad(np.ones(m.shape[-2:]), h), (n, n))
+    return win.sum(axis=(-2, -1)) / ones.sum(axis=(-2, -1))

@@ -23,25 +23,16 @@ import numpy as np
 import torch
 
 from .._util import atomic_write, write_json_atomic
-from ..grid import Grid, GridLike, as_grid
+from ..grid import Grid, GridLike, as_grid, window_bounds
 
 __all__ = ["block_bounds", "neighborhood_block", "filter_block", "similarity_map", "block_means",
            "choose_neighborhoods", "closeups", "write_filters"]
 
 
 def block_bounds(grid: GridLike, center: tuple[int, int], n: int = 3) -> tuple[int, int, int, int]:
-    """Inclusive ``(r0, r1, c0, c1)`` of the ``n x n`` block centred at ``center``, shifted to fit."""
-    g = as_grid(grid)
-    if n < 1 or n % 2 == 0:
-        raise ValueError(f"block size must be an odd integer >= 1, got {n}")
-    if n > g.rows or n > g.cols:
-        raise ValueError(f"a {n}x{n} block does not fit a {g} grid")
-    r, c = (int(v) for v in center)
-    g.index(r, c)  # raises for positions outside the grid
-    h = n // 2
-    r0 = min(max(r - h, 0), g.rows - n)
-    c0 = min(max(c - h, 0), g.cols - n)
-    return r0, r0 + n - 1, c0, c0 + n - 1
+    """Inclusive ``(r0, r1, c0, c1)`` of the ``n x n`` block centred at ``center``, shifted to fit
+    (:func:`toposcope.grid.window_bounds` with ``fit=True``)."""
+    return window_bounds(grid, center, n, fit=True)
 
 
 def neighborhood_block(grid: GridLike, center: tuple[int, int], n: int = 3) -> np.ndarray:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._util import progress_enabled, write_json_atomic
+from ..grid import window_bounds, window_mean
 
 __all__ = ["Region", "smooth_map", "find_region", "compute_regions", "write_maps", "safe_filename"]
 
@@ -46,13 +47,7 @@ def smooth_map(map2d, size: int = 3) -> np.ndarray:
     m = np.asarray(map2d, dtype=np.float64)
     if m.ndim < 2:
         raise ValueError(f"smooth_map needs a (rows, cols) map, got shape {m.shape}")
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"window size must be odd and >= 1, got {size}")
-    h = size // 2
-    pad = [(0, 0)] * (m.ndim - 2) + [(h, h), (h, h)]
-    win = np.lib.stride_tricks.sliding_window_view(np.pad(m, pad), (size, size), axis=(-2, -1))
-    ones = np.lib.stride_tricks.sliding_window_view(np.pad(np.ones(m.shape[-2:]), h), (size, size))
-    return win.sum(axis=(-2, -1)) / ones.sum(axis=(-2, -1))
+    return window_mean(m, size)
 
 
 def find_region(map2d, *, smoothed: bool = False, size: int = 3) -> Region:
@@ -66,8 +61,7 @@ def find_region(map2d, *, smoothed: bool = False, size: int = 3) -> Region:
     s = m if smoothed else smooth_map(m, size)
     rows, cols = s.shape
     r, c = np.unravel_index(int(np.argmax(s)), s.shape)
-    h = size // 2
-    r0, r1, c0, c1 = max(r - h, 0), min(r + h, rows - 1), max(c - h, 0), min(c + h, cols - 1)
+    r0, r1, c0, c1 = window_bounds((rows, cols), (int(r), int(c)), size)
     filters = tuple(int(i * cols + j) for i in range(r0, r1 + 1) for j in range(c0, c1 + 1))
     return Region(center=(int(r), int(c)), filters=filters, value=float(s[r, c]), box=(r0, r1, c0, c1))
 

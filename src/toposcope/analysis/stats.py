@@ -24,22 +24,13 @@ from typing import Mapping
 import numpy as np
 
 from .._util import jsonable, progress_enabled
+from ..grid import ADJACENCY, adjacency_offsets
 
 __all__ = ["ADJACENCY", "jsonable", "morans_i", "morans_i_test", "connected_regions", "benjamini_hochberg",
            "layer_stats", "compute_stats", "format_table"]
 
-#: Neighbour offsets (each unordered pair counted in both directions by symmetry of the sets).
-ADJACENCY = {
-    "rook": ((-1, 0), (1, 0), (0, -1), (0, 1)),
-    "queen": ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)),
-}
-
-
 def _offsets(adjacency: str):
-    try:
-        return ADJACENCY[adjacency]
-    except KeyError:
-        raise ValueError(f"adjacency must be one of {', '.join(ADJACENCY)}, got {adjacency!r}") from None
+    return adjacency_offsets(adjacency)
 
 
 def morans_i(maps, adjacency: str = "queen") -> np.ndarray:
