@@ -1,26 +1,25 @@
 """``toposcope demo``: the whole pipeline on the embedded synthetic corpus, ending in one HTML report.
 
-Stages (each skipped when its outputs are already there, so re-running resumes)::
+The demo is a list of :class:`Stage` s (:func:`stages`), each calling library functions (never the CLI)::
 
-    corpus      DIR/corpus/                   synthesize the default corpus (~2 h; --quick: 40 utterances)
-    train       DIR/runs/topo/                the topographic model (config ``small``; --quick: ``tiny``)
-    train       DIR/runs/baseline/            the same with λ = 0
-    evaluate    RUN/eval/test.json            CER/WER of both on the held-out voices
-    profile     RUN/profiles/gradnap-phone.npz  GradNAPs per phone, both runs
-    maps        RUN/maps/                     maps, regions, statistics against the permutation null, both runs
-    filters     RUN/filters/                  Figure 1A close-ups, both runs
-    optimize    DIR/runs/topo/optimal/        optimal inputs of the most responsive regions (topographic run)
-    report      DIR/report.html               the self-contained report
+    corpus          DIR/corpus/                     synthesize the default corpus (~2 h; --quick: 40 utterances)
+    train topo      DIR/runs/topo/                  the topographic model (config ``small``; --quick: ``tiny``)
+    train baseline  DIR/runs/baseline/              the same with λ = 0
+    evaluate        RUN/eval/test.json              CER/WER of both on the held-out voices
+    profile         RUN/profiles/gradnap-phone.npz  GradNAPs per phone (with per-segment sums), both runs
+    maps            RUN/maps/                       maps, regions, statistics (label and position nulls), both runs
+    filters         RUN/filters/                    Figure 1A close-ups, both runs
+    optimize        DIR/runs/topo/optimal/          optimal inputs of the most responsive regions (topographic run)
+    report          DIR/report.html                 the self-contained report
 
-Training runs under a wall-clock cap (``max_minutes``) so the demo keeps its time budget on a 2-core
-CPU; an interrupted training resumes from ``checkpoints/last.pt``. Stage timings go to
-``DIR/demo-timings.json`` (the source of the demo row in ``docs/benchmarks.md``).
+A stage whose ``done()`` is true is skipped, so re-running resumes. Training runs under a wall-clock cap
+(``max_minutes``) so the demo keeps its time budget on a 2-core CPU; an interrupted training resumes from
+``checkpoints/last.pt``. Stage timings go to ``DIR/demo-timings.json`` (the source of the demo row in
+``docs/benchmarks.md``). To add a stage: one :class:`Stage` entry in :func:`stages`.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import math
 import sys
 import time
@@ -28,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["DemoPlan", "plan", "run_demo", "DemoError", "headline"]
+__all__ = ["DemoPlan", "Stage", "plan", "stages", "run_demo", "DemoError", "headline", "format_headline"]
+
+PROFILE_NAME = "gradnap-phone"
 
 
 class DemoError(RuntimeError):
@@ -52,6 +53,25 @@ class DemoPlan:
     profile_split: str = "test"
     seed: int = 0
 
+    def __post_init__(self):
+        if not (self.train_minutes > 0):
+            raise ValueError(f"DemoPlan.train_minutes must be > 0, got {self.train_minutes}")
+        if self.utterances is None and self.hours is None:
+            raise ValueError("DemoPlan needs utterances or hours")
+        if self.optimize_groups < 0:
+            raise ValueError(f"DemoPlan.optimize_groups must be >= 0, got {self.optimize_groups}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One demo step: ``done()`` says whether its outputs are there (then it is skipped), ``run()`` makes
+    them, ``what`` is the line printed while it runs."""
+
+    name: str
+    done: Callable[[], bool]
+    run: Callable[[], None]
+    what: str
+
 
 def plan(quick: bool = False) -> DemoPlan:
     if quick:
@@ -63,15 +83,6 @@ def plan(quick: bool = False) -> DemoPlan:
 
 def _say(msg: str) -> None:
     print(f"toposcope demo: {msg}", file=sys.stderr, flush=True)
-
-
-def _cli(argv: list[str], stage: str) -> None:
-    """Run a ``toposcope`` subcommand in-process; a non-zero exit is a :class:`DemoError`."""
-    from .cli import main
-
-    rc = main(argv)
-    if rc != 0:
-        raise DemoError(f"stage {stage!r} failed: `toposcope {' '.join(argv)}` exited with status {rc}")
 
 
 def _training_finished(run_dir: Path) -> bool:
@@ -93,12 +104,65 @@ def _training_finished(run_dir: Path) -> bool:
     return budget > 0 and float(sched.get("elapsed_s", 0.0)) >= budget
 
 
-def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True, jobs: int | None = None,
-             demo_plan: DemoPlan | None = None, log: Callable[[str], None] = _say) -> dict:
-    """Run every stage into ``out``; returns ``{"report", "timings", "headline"}``.
+# -- library calls of the analysis stages ---------------------------------------------------------------------
+def _profile(run_dir: Path, corpus_dir: Path, split: str, progress: bool) -> None:
+    """``RUN/profiles/gradnap-phone.npz`` (:func:`toposcope.analysis.profiles.profile_run`)."""
+    from .analysis import profiles as P
 
-    Stages whose outputs exist are skipped ("skipped" in the timings), so a second call resumes.
-    """
+    if hasattr(P, "profile_run"):
+        P.profile_run(run_dir, corpus_dir, split=split, name=PROFILE_NAME, progress=progress)
+        return
+    # Until profile_run lands: what `toposcope profile` calls.
+    from .checkpoint import load_run
+    from .corpus import Corpus
+    from .runlock import run_lock
+
+    with run_lock(run_dir, "profile"):
+        r = load_run(run_dir, "best")
+        corpus = Corpus.load(corpus_dir)
+        utts = corpus.split(split)
+        if not utts:
+            raise ValueError(f"{corpus_dir}: split {split!r} is empty")
+        meta = {"run": str(run_dir), "corpus": str(corpus.root), "split": split, "checkpoint": r.meta.get("checkpoint")}
+        prof = P.compute_profiles(r.model, corpus, utts, features=r.config.model.features, progress=progress,
+                                  meta=meta)
+        prof.save(Path(run_dir) / "profiles" / f"{PROFILE_NAME}.npz")
+
+
+def _maps(run_dir: Path, plots: bool, progress: bool) -> None:
+    """``RUN/maps/`` (:func:`toposcope.analysis.maps.maps_run`): maps, regions.json, stats.json."""
+    from .analysis import maps as M
+
+    if hasattr(M, "maps_run"):
+        M.maps_run(run_dir, profile=PROFILE_NAME, plots=plots, progress=progress)
+        return
+    # Until maps_run lands: what `toposcope maps` calls.
+    from ._util import write_json_atomic
+    from .analysis.profiles import load_profiles
+    from .analysis.stats import compute_stats
+    from .checkpoint import load_run
+    from .runlock import run_lock
+
+    with run_lock(run_dir, "maps"):
+        prof = load_profiles(Path(run_dir) / "profiles" / f"{PROFILE_NAME}.npz")
+        model = load_run(run_dir, "best").model
+        st = compute_stats(prof, {n: model.weight(n).detach() for n in prof.layers}, progress=progress)
+        st["run"] = str(run_dir)
+        M.write_maps(prof, Path(run_dir) / "maps", plots=plots, progress=progress)
+        write_json_atomic(Path(run_dir) / "maps" / "stats.json", st)
+
+
+def _maps_done(r: Path) -> bool:
+    return (r / "maps" / "regions.json").is_file() and (r / "maps" / "stats.json").is_file()
+
+
+def _filters_done(r: Path) -> bool:
+    return (r / "filters").is_dir() and any((r / "filters").glob("*.png"))
+
+
+def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = None,
+           log: Callable[[str], None] = _say) -> list[Stage]:
+    """The demo's stages in order, writing under ``out`` (see the module docstring)."""
     # Import the functions from their modules: ``toposcope.train`` / ``toposcope.evaluate`` name both a
     # submodule and a function, and which one the package attribute holds depends on import order.
     from .corpus import Corpus
@@ -106,123 +170,55 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     from .synth import synthesize
     from .train import train as train_run
 
-    p = demo_plan or plan(quick)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     corpus_dir, runs = out / "corpus", out / "runs"
     topo_dir, base_dir = runs / "topo", runs / "baseline"
-    timings: dict[str, float | str] = {}
-    load_start = _loadavg()
-    stages = ["corpus", "train topo", "train baseline", "evaluate", "profile", "maps", "filters", "optimize",
-              "report"]
-    t_all = time.monotonic()
+    both = (topo_dir, base_dir)
+    report_path = out / "report.html"
 
-    def stage(name: str, done: bool, fn: Callable[[], None], what: str) -> None:
-        k = stages.index(name) + 1
-        if done:
-            log(f"[{k}/{len(stages)}] {name}: already there, skipped ({what})")
-            timings[name] = "skipped"
-            return
-        log(f"[{k}/{len(stages)}] {name}: {what} ...")
-        t0 = time.monotonic()
-        try:
-            fn()
-        except DemoError:
-            raise
-        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-            raise DemoError(f"stage {name!r} failed: {e}\n(re-run `toposcope demo"
-                            f"{' --quick' if p.quick else ''} --out {out}` to resume from here)") from e
-        dt = time.monotonic() - t0
-        timings[name] = round(dt, 1)
-        log(f"[{k}/{len(stages)}] {name}: done in {dt:.0f} s (total {time.monotonic() - t_all:.0f} s)")
+    def corpus_stage() -> None:
+        synthesize(corpus_dir, utterances=p.utterances, hours=p.hours, seed=p.seed, jobs=jobs, progress=progress)
+        corpus = Corpus.load(corpus_dir)
+        s = corpus.summary()
+        log(f"corpus: {len(corpus)} utterances, {s['hours']:.2f} h, {len(s['speakers'])} speakers "
+            f"(train {s['splits']['train']['utterances']}, valid {s['splits']['valid']['utterances']}, "
+            f"test {s['splits']['test']['utterances']})")
 
-    log(f"{'quick ' if p.quick else ''}demo into {out.resolve()} (config {p.config!r}, training capped at "
-        f"{p.train_minutes:g} min per model)")
-
-    # 1. corpus ------------------------------------------------------------------------------------------
-    size = f"{p.utterances} utterances" if p.utterances else f"~{p.hours:g} h"
-    stage("corpus", (corpus_dir / "manifest.jsonl").is_file(),
-          lambda: synthesize(corpus_dir, utterances=p.utterances, hours=p.hours, seed=p.seed, jobs=jobs,
-                                       progress=progress),
-          f"synthesizing {size} of speech with Festival, Flite and espeak-ng voices into {corpus_dir}")
-    corpus = Corpus.load(corpus_dir)
-    s = corpus.summary()
-    log(f"corpus: {len(corpus)} utterances, {s['hours']:.2f} h, {len(s['speakers'])} speakers "
-        f"(train {s['splits']['train']['utterances']}, valid {s['splits']['valid']['utterances']}, "
-        f"test {s['splits']['test']['utterances']})")
-
-    # 2-3. training -----------------------------------------------------------------------------------------
     def train(run_dir: Path, weight: float | None) -> Callable[[], None]:
         def go() -> None:
             resume = (run_dir / "checkpoints" / "last.pt").is_file()
             if resume:
                 log(f"resuming the interrupted training in {run_dir}")
-            res = train_run(corpus, run_dir, config=None if resume else p.config, topo_weight=weight,
-                                  epochs=p.epochs, max_minutes=p.train_minutes, resume=resume, seed=p.seed,
-                                  progress=progress)
+            res = train_run(Corpus.load(corpus_dir), run_dir, config=None if resume else p.config,
+                            topo_weight=weight, epochs=p.epochs, max_minutes=p.train_minutes, resume=resume,
+                            seed=p.seed, progress=progress)
             if res.get("stopped") == "interrupted":
                 raise KeyboardInterrupt
         return go
 
-    stage("train topo", _training_finished(topo_dir), train(topo_dir, p.topo_weight),
-          f"training the topographic model into {topo_dir}")
-    stage("train baseline", _training_finished(base_dir), train(base_dir, 0.0),
-          f"training the λ = 0 baseline into {base_dir}")
-
-    both = (topo_dir, base_dir)
-
-    # 4. evaluate ------------------------------------------------------------------------------------------------
     def evaluate() -> None:
+        corpus = Corpus.load(corpus_dir)
         for r in both:
             if not (r / "eval" / "test.json").is_file():
                 res = evaluate_run(r, corpus, split="test", progress=progress)
                 log(f"{r.name}: test CER {100 * res['cer']:.1f} %, WER {100 * res['wer']:.1f} %")
-    stage("evaluate", all((r / "eval" / "test.json").is_file() for r in both), evaluate,
-          "decoding the held-out test voices with both models")
-
-    # 5. profiles ----------------------------------------------------------------------------------------------
-    prof_name = "gradnap-phone"
 
     def profile() -> None:
         for r in both:
-            if not (r / "profiles" / f"{prof_name}.npz").is_file():
-                _cli(["profile", str(r), "--data", str(corpus_dir)] + ([] if progress else ["--no-progress"]),
-                     "profile")
-    stage("profile", all((r / "profiles" / f"{prof_name}.npz").is_file() for r in both), profile,
-          "computing GradNAPs per phone for every gridded layer, both models")
-
-    # 6. maps + statistics -----------------------------------------------------------------------------------
-    def maps_done(r: Path) -> bool:
-        return (r / "maps" / "regions.json").is_file() and (r / "maps" / "stats.json").is_file()
+            if not (r / "profiles" / f"{PROFILE_NAME}.npz").is_file():
+                _profile(r, corpus_dir, p.profile_split, progress)
 
     def maps() -> None:
         for r, plots in zip(both, p.map_plots):
-            if not maps_done(r):
-                _cli(["maps", str(r)] + ([] if plots else ["--no-plots"]) + ([] if progress else ["--no-progress"]),
-                     "maps")
-    stage("maps", all(maps_done(r) for r in both), maps,
-          "drawing maps, finding regions, testing S̄ and Moran's I against permutation nulls, both models")
-
-    # 7. filters (Figure 1A) -------------------------------------------------------------------------------
-    def filters_done(r: Path) -> bool:
-        return (r / "filters").is_dir() and any((r / "filters").glob("*.png"))
+            if not _maps_done(r):
+                _maps(r, plots, progress)
 
     def filters() -> None:
-        from .cli import COMMANDS
+        from .analysis.filters import write_filters
 
-        try:
-            importlib.import_module(COMMANDS["filters"])
-        except ModuleNotFoundError:
-            log("`toposcope filters` is not part of this build: no filter close-ups (the report says so)")
-            return
         for r in both:
-            if not filters_done(r):
-                _cli(["filters", str(r)], "filters")
-    stage("filters", all(filters_done(r) for r in both), filters, "drawing first-layer filter close-ups")
-
-    # 8. optimal inputs ---------------------------------------------------------------------------------------
-    def optimize_done() -> bool:
-        return (topo_dir / "optimal" / "summary.json").is_file()
+            if not _filters_done(r):
+                write_filters(r)
 
     def optimize() -> None:
         from .optimize.run import optimize_run
@@ -231,18 +227,69 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
                            data=corpus_dir, progress=progress)
         log(f"optimal inputs for /{'/, /'.join(res['groups'])}/ in {', '.join(res['layers'])}"
             + ("" if res["all_exceed"] else f"; below the data maximum: {', '.join(res['failures'])}"))
-    stage("optimize", optimize_done(), optimize,
-          "synthesizing optimal inputs for the most responsive regions of the topographic model")
-
-    # 9. report ----------------------------------------------------------------------------------------------------
-    report_path = out / "report.html"
 
     def report() -> None:
         from .report import build_report
 
-        build_report(topo_dir, base_dir, report_path, data=corpus,
+        build_report(topo_dir, base_dir, report_path, data=corpus_dir,
                      title=f"toposcope {'quick ' if p.quick else ''}demo: topographic vs. baseline model")
-    stage("report", False, report, f"writing {report_path}")
+
+    size = f"{p.utterances} utterances" if p.utterances else f"~{p.hours:g} h"
+    return [
+        Stage("corpus", lambda: (corpus_dir / "manifest.jsonl").is_file(), corpus_stage,
+              f"synthesizing {size} of speech with Festival, Flite and espeak-ng voices into {corpus_dir}"),
+        Stage("train topo", lambda: _training_finished(topo_dir), train(topo_dir, p.topo_weight),
+              f"training the topographic model into {topo_dir}"),
+        Stage("train baseline", lambda: _training_finished(base_dir), train(base_dir, 0.0),
+              f"training the λ = 0 baseline into {base_dir}"),
+        Stage("evaluate", lambda: all((r / "eval" / "test.json").is_file() for r in both), evaluate,
+              "decoding the held-out test voices with both models"),
+        Stage("profile", lambda: all((r / "profiles" / f"{PROFILE_NAME}.npz").is_file() for r in both), profile,
+              "computing GradNAPs per phone for every gridded layer, both models"),
+        Stage("maps", lambda: all(_maps_done(r) for r in both), maps,
+              "drawing maps, finding regions, testing against label and position nulls, both models"),
+        Stage("filters", lambda: all(_filters_done(r) for r in both), filters, "drawing first-layer filter close-ups"),
+        Stage("optimize", lambda: (topo_dir / "optimal" / "summary.json").is_file(), optimize,
+              "synthesizing optimal inputs for the most responsive regions of the topographic model"),
+        Stage("report", lambda: False, report, f"writing {report_path}"),
+    ]
+
+
+def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True, jobs: int | None = None,
+             demo_plan: DemoPlan | None = None, log: Callable[[str], None] = _say) -> dict:
+    """Run every stage into ``out``; returns ``{"report", "timings", "headline"}``.
+
+    Stages whose outputs exist are skipped ("skipped" in the timings), so a second call resumes.
+    """
+    p = demo_plan or plan(quick)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    topo_dir, base_dir = out / "runs" / "topo", out / "runs" / "baseline"
+    report_path = out / "report.html"
+    timings: dict[str, float | str] = {}
+    load_start = _loadavg()
+    todo = stages(out, p, progress=progress, jobs=jobs, log=log)
+    log(f"{'quick ' if p.quick else ''}demo into {out.resolve()} (config {p.config!r}, training capped at "
+        f"{p.train_minutes:g} min per model)")
+    t_all = time.monotonic()
+    for k, st in enumerate(todo, 1):
+        tag = f"[{k}/{len(todo)}] {st.name}"
+        if st.done():
+            log(f"{tag}: already there, skipped ({st.what})")
+            timings[st.name] = "skipped"
+            continue
+        log(f"{tag}: {st.what} ...")
+        t0 = time.monotonic()
+        try:
+            st.run()
+        except DemoError:
+            raise
+        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+            raise DemoError(f"stage {st.name!r} failed: {e}\n(re-run `toposcope demo"
+                            f"{' --quick' if p.quick else ''} --out {out}` to resume from here)") from e
+        dt = time.monotonic() - t0
+        timings[st.name] = round(dt, 1)
+        log(f"{tag}: done in {dt:.0f} s (total {time.monotonic() - t_all:.0f} s)")
 
     total = time.monotonic() - t_all
     timings["total"] = round(total, 1)
@@ -266,18 +313,16 @@ def _loadavg() -> float | None:
 def _write_timings(path: Path, p: DemoPlan, timings: dict, head: dict, load=(None, None)) -> None:
     import platform
 
-    from .checkpoint import write_text_atomic
+    from ._util import read_json, write_json_atomic
 
-    prev = []
-    if path.is_file():
-        try:
-            prev = json.loads(path.read_text()).get("history", [])
-        except (json.JSONDecodeError, AttributeError):
-            prev = []
+    try:
+        prev = (read_json(path, missing_ok=True) or {}).get("history", [])
+    except (ValueError, AttributeError):
+        prev = []
     entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": p.quick, "config": p.config,
              "cpus": _cpus(), "machine": platform.machine(), "load_start": load[0], "load_end": load[1],
              "timings_s": timings}
-    write_text_atomic(path, json.dumps({"latest": entry, "headline": head, "history": prev + [entry]}, indent=1) + "\n")
+    write_json_atomic(path, {"latest": entry, "headline": head, "history": prev + [entry]})
 
 
 def _cpus() -> int:
@@ -290,41 +335,71 @@ def _cpus() -> int:
 
 
 def headline(topo_dir, base_dir) -> dict:
-    """The numbers the demo prints at the end, read back from the run directories."""
-    from .report import _clustered_of, _read_json, _similarity_of, _stats_layers
+    """The numbers the demo prints at the end, read back from the run directories (public reader):
+    per run CER/WER and per layer the phone-specific tests (``share_phone_specific``, label-null p), the
+    functional and weight S̄ with their position-null means, and the map-smoothness share."""
+    from ._util import read_json
+    from .report.reader import clustered_of, stat_block, stat_value, stats_layers
 
     out = {}
     for key, r in (("topo", Path(topo_dir)), ("baseline", Path(base_dir))):
-        e = _read_json(r / "eval" / "test.json") or {}
-        st = _stats_layers(_read_json(r / "maps" / "stats.json"))
-        sims = {l: _similarity_of(v) for l, v in st.items()}
-        shares = {l: _clustered_of(v) for l, v in st.items()}
+        e = read_json(r / "eval" / "test.json", missing_ok=True) or {}
+        st = stats_layers(read_json(r / "maps" / "stats.json", missing_ok=True))
+
+        def block(name: str, field: str) -> dict:
+            return {l: b.get(field) for l, v in st.items() if (b := stat_block(v, name)) is not None}
+
         out[key] = {"cer": e.get("cer"), "wer": e.get("wer"),
-                    "similarity": {l: s.get("observed") for l, s in sims.items() if s},
-                    "null": {l: s.get("mean") for l, s in sims.items() if s},
-                    "clustered": {l: v for l, v in shares.items() if v is not None}}
+                    "phone_specific": {l: x for l, v in st.items()
+                                       if (x := stat_value(v, "share_phone_specific")) is not None},
+                    "label_null_p": block("label_null", "p"),
+                    "label_null_observed": block("label_null", "observed"),
+                    "label_null_mean": block("label_null", "mean"),
+                    "functional": block("functional_similarity", "observed"),
+                    "functional_null": block("functional_similarity", "mean"),
+                    "similarity": block("s_bar", "observed"),
+                    "null": block("s_bar", "mean"),
+                    "clustered": {l: x for l, v in st.items() if (x := clustered_of(v)) is not None}}
     return out
 
 
-def format_headline(head: dict, report_path: Path) -> str:
+def format_headline(head: dict, report_path: Path, alpha: float = 0.05) -> str:
+    """The demo's closing lines: accuracy, then the phone-specific tests (label null), topo beside baseline."""
+    def fin(x) -> bool:
+        try:
+            return math.isfinite(float(x))
+        except (TypeError, ValueError):
+            return False
+
     def pct(x):
-        return "n/a" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.1f} %"
-
-    def mean(d: dict):
-        v = [float(x) for x in d.values() if x is not None]
-        return sum(v) / len(v) if v else None
-
-    lines = [f"report: {Path(report_path).resolve()}", "",
-             f"{'':<26}{'topographic':>14}{'baseline (λ=0)':>16}"]
-    t, b = head.get("topo", {}), head.get("baseline", {})
-    lines.append(f"{'test CER':<26}{pct(t.get('cer')):>14}{pct(b.get('cer')):>16}")
-    lines.append(f"{'test WER':<26}{pct(t.get('wer')):>14}{pct(b.get('wer')):>16}")
+        return "n/a" if not fin(x) else f"{100 * float(x):.1f} %"
 
     def num(x):
-        return "n/a" if x is None else f"{x:.3f}"
-    lines.append(f"{'mean S̄ over layers':<26}{num(mean(t.get('similarity', {}))):>14}"
-                 f"{num(mean(b.get('similarity', {}))):>16}")
-    lines.append(f"{'  shuffled-position null':<26}{num(mean(t.get('null', {}))):>14}{num(mean(b.get('null', {}))):>16}")
-    lines.append(f"{'clustered phones (mean)':<26}{pct(mean(t.get('clustered', {}))):>14}"
-                 f"{pct(mean(b.get('clustered', {}))):>16}")
+        return "n/a" if not fin(x) else f"{float(x):.3f}"
+
+    def mean(d: dict):
+        v = [float(x) for x in (d or {}).values() if fin(x)]
+        return sum(v) / len(v) if v else None
+
+    def sig(d: dict) -> str:
+        v = [float(x) for x in (d or {}).values() if fin(x)]
+        return "n/a" if not v else f"{sum(x < alpha for x in v)} of {len(v)}"
+
+    t, b = head.get("topo", {}), head.get("baseline", {})
+    lines = [f"report: {Path(report_path).resolve()}", "",
+             f"{'':<34}{'topographic':>14}{'baseline (λ=0)':>16}"]
+
+    def row(name: str, f, key: str) -> None:
+        lines.append(f"{name:<34}{f(t.get(key)):>14}{f(b.get(key)):>16}")
+
+    row("test CER", pct, "cer")
+    row("test WER", pct, "wer")
+    row("phone-specific maps (mean)", lambda d: pct(mean(d)), "phone_specific")
+    row(f"layers beyond label null (p<{alpha:g})", sig, "label_null_p")
+    row("  mean Moran's I (mean)", lambda d: num(mean(d)), "label_null_observed")
+    row("  under permuted labels", lambda d: num(mean(d)), "label_null_mean")
+    row("functional S̄ (mean)", lambda d: num(mean(d)), "functional")
+    row("  shuffled-position null", lambda d: num(mean(d)), "functional_null")
+    row("weight S̄ (mean)", lambda d: num(mean(d)), "similarity")
+    row("  shuffled-position null", lambda d: num(mean(d)), "null")
     return "\n".join(lines)
