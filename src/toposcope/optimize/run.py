@@ -60,9 +60,10 @@ def _write_json(path: Path, obj) -> None:
     write_json_atomic(path, obj)
 
 
-def load_regions(run_dir) -> dict:
-    """``RUN/maps/regions.json`` -> ``{layer: {group: {"center", "filters", "value"}}}``."""
-    p = Path(run_dir) / "maps" / "regions.json"
+def load_regions(run_dir, maps: str = "maps") -> dict:
+    """``RUN/<maps>/regions.json`` -> ``{layer: {group: {"center", "filters", "value"}}}`` (``maps``: the
+    maps folder, ``maps-<layout>`` for a post-hoc layout)."""
+    p = Path(run_dir) / maps / "regions.json"
     if not p.is_file():
         raise FileNotFoundError(f"{p}: regions not found (run `toposcope profile` and `toposcope maps` first)")
     try:

@@ -6,6 +6,7 @@ Nothing here computes: callers pass the spectrograms / filter weights / similari
 * :func:`plot_region_inputs` -- single-filter inputs laid out like the grid region, plus the joint one.
 * :func:`plot_filter_neighborhood` -- an ``n x n`` block of first-layer filters, each ``(n_mels, k)``
   drawn as an image (mel x kernel time) in its grid position.
+* :func:`plot_exemplars` -- the top-k real windows of a target (spectrogram crops with labels) and their mean.
 * :func:`plot_similarity_map` -- a layer's per-filter neighbour similarity ``S_p`` on its grid, with
   optional boxes around neighbourhoods.
 """
@@ -17,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["plot_spectrogram", "plot_region_inputs", "plot_filter_neighborhood", "plot_similarity_map",
-           "INPUT_CMAP", "FILTER_CMAP"]
+           "plot_exemplars", "INPUT_CMAP", "FILTER_CMAP"]
 
 INPUT_CMAP = "magma"
 FILTER_CMAP = "RdBu_r"
@@ -211,3 +212,42 @@ def plot_similarity_map(sim2d, ax=None, *, boxes: Sequence[tuple[int, int, int, 
         ax.set_title(title, fontsize=9)
     cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="neighbour similarity $S_p$") if colorbar else None
     return {"ax": ax, "image": im, "boxes": patches, "colorbar": cbar}
+
+
+def plot_exemplars(crops, labels: Sequence[str] = (), *, mean=None, fig=None, frame_seconds: float | None = None,
+                   freqs=None, cols: int = 4, suptitle: str | None = None, cmap: str = INPUT_CMAP) -> dict:
+    """Exemplar crops ``(k, n_mels, F)`` in a grid of ``cols`` columns (one colour scale), each titled with
+    ``labels[i]``, and their ``mean`` ``(n_mels, F)`` (the "mean spectrogram of the top-k") in its own panel
+    on the left. Returns ``{"fig", "axes" (crops), "mean_ax", "images"}``."""
+    import matplotlib.pyplot as plt
+
+    c = np.asarray(crops, dtype=float)
+    if c.ndim != 3 or c.shape[0] == 0:
+        raise ValueError(f"crops must be (k >= 1, n_mels, frames), got shape {c.shape}")
+    if labels and len(labels) != c.shape[0]:
+        raise ValueError(f"{c.shape[0]} crops but {len(labels)} labels")
+    k = c.shape[0]
+    cols = max(1, min(int(cols), k))
+    rows = -(-k // cols)
+    extra = 1 if mean is not None else 0
+    if fig is None:
+        fig = plt.figure(figsize=(2.4 * (cols + 1.4 * extra) + 0.6, 2.0 * rows + 0.8), constrained_layout=True)
+    gs = fig.add_gridspec(rows, cols + extra, width_ratios=([1.4] if extra else []) + [1] * cols)
+    vmin, vmax = float(np.nanmin(c)), float(np.nanmax(c))
+    images, axes, mean_ax = [], [], None
+    if mean is not None:
+        mean_ax = fig.add_subplot(gs[:, 0])
+        images.append(plot_spectrogram(np.asarray(mean, dtype=float), mean_ax, frame_seconds=frame_seconds,
+                                       freqs=freqs, cmap=cmap, title=f"mean of the top {k}"))
+    for i in range(k):
+        r, col = divmod(i, cols)
+        ax = fig.add_subplot(gs[r, col + extra])
+        images.append(plot_spectrogram(c[i], ax, frame_seconds=frame_seconds, vmin=vmin, vmax=vmax, cmap=cmap,
+                                       xlabel=(r == rows - 1), ylabel=False))
+        ax.set_yticks([])
+        if labels:
+            ax.set_title(labels[i], fontsize=7)
+        axes.append(ax)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return {"fig": fig, "axes": axes, "mean_ax": mean_ax, "images": images}

@@ -1,0 +1,588 @@
+"""Exemplars: the real windows of speech a filter or a region responds to most (``docs/method.md`` § Optimal inputs).
+
+The objective is exactly the optimal inputs' (:mod:`toposcope.optimize.objectives`): a target's
+per-frame value is a fixed linear read-out of one layer's post-ReLU activations ``A (C, T_l)`` --
+filter ``i`` alone (``A[i]``) or a region's mean (``A[filters].mean(0)``) -- and a window's value
+is the mean of that series over ``n`` consecutive *valid* layer frames (frames whose receptive field
+lies inside the utterance, so neither zero padding nor batch padding ever reaches them), ``n`` being
+the optimal input's number of valid frames (:func:`toposcope.optimize.param.input_geometry`). So the
+best exemplar's value *is* the data maximum of the optimal input (``data_max_window``), and the
+largest single frame is ``data_max_frame``.
+
+**One streaming pass** (:class:`ExemplarSearch`): batches of normalised features run forward once
+up to the deepest layer needed; every target of a layer is a row of a read-out matrix ``W (K, C)``,
+so all per-frame series of a batch are one ``einsum``; window means come from cumulative sums
+(float64). Per utterance and target the ``k`` best *non-overlapping* windows are picked greedily
+(non-maximum suppression: a window that overlaps an already picked one of the same target and
+utterance is skipped, so the top-k are k distinct events, not one event shifted by a frame), and
+merged into a running top-k per target. Memory: ``O(targets x k)``, independent of the corpus.
+Windows whose value is ``<= 0`` (the target never fires there) are never exemplars. Ties are broken
+by utterance id, then time, so the result does not depend on batching.
+
+**Window -> time.** Layer frame ``s`` sees input frames ``[s J - P, s J - P + R - 1]``
+(:class:`~toposcope.optimize.param.ReceptiveField`); a window of ``n`` layer frames sees the
+``F = R + (n - 1) J`` input frames ``[f0, f1]`` (the optimal input's own length). Feature frame
+``j`` is centred at ``j * hop / sr`` s, so the window is ``[(f0 - 1/2) hop / sr, (f1 + 1/2) hop / sr]``
+clipped to ``[0, duration]``.
+
+**Phones.** Each exemplar lists the manifest's phone segments ``[start, end, label]`` that overlap
+its window (unclipped, as in the manifest). The phone histogram of a target's exemplars
+(:func:`phone_histogram`) gives, per phone, ``share`` = seconds of that phone inside the k windows /
+their total length, ``contains`` = how many of the k windows overlap it, ``base`` = the phone's share
+of all searched speech, and ``enrichment = share / base`` (> 1: the target fires on that phone more
+than a random window would).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .._util import progress as _bar, write_bytes_atomic, write_json_atomic
+
+__all__ = ["ExemplarConfig", "Target", "targets_for_region", "ExemplarSearch", "ExemplarResult", "Exemplar",
+           "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "MEDIA"]
+
+
+@dataclass(frozen=True)
+class ExemplarConfig:
+    """``k`` exemplars per target over windows of about ``seconds`` of valid layer frames (the optimal
+    input's length); ``batch_size`` utterances per forward pass; ``allow_overlap``: let one target's
+    windows in one utterance overlap (default: no, see the module docstring)."""
+
+    k: int = 8
+    seconds: float = 0.5
+    batch_size: int = 8
+    allow_overlap: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"k (exemplars per target) must be a positive integer, got {self.k!r}")
+        if not self.seconds > 0:
+            raise ValueError(f"seconds (window length) must be > 0, got {self.seconds!r}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One objective: the mean over ``filters`` of ``layer``'s post-ReLU activation (one filter: single-filter
+    target; several: a region's joint target). ``name`` is unique within its region (``filter_<i>`` / ``joint``)."""
+
+    name: str
+    layer: str
+    filters: tuple[int, ...]
+
+    @property
+    def key(self) -> tuple[str, tuple[int, ...]]:
+        return self.layer, self.filters
+
+
+def targets_for_region(layer: str, filters: Sequence[int]) -> list[Target]:
+    """The optimal inputs' targets of one region, same order as
+    :func:`toposcope.optimize.objectives.region_objectives`: one per filter, then ``joint``."""
+    fs = tuple(int(i) for i in filters)
+    if not fs or len(set(fs)) != len(fs) or min(fs) < 0:
+        raise ValueError(f"a region needs distinct non-negative filter indices, got {list(filters)}")
+    return [Target(f"filter_{i}", layer, (i,)) for i in fs] + [Target("joint", layer, fs)]
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """One window: utterance ``utt`` (speaker ``speaker``), ``start``/``end`` seconds, the target's window
+    mean ``value``, the manifest's phone segments overlapping it, its first layer frame ``layer_frame`` and
+    input (feature) frames ``frames = (f0, f1)`` inclusive."""
+
+    utt: str
+    speaker: str
+    start: float
+    end: float
+    value: float
+    phones: tuple[tuple[float, float, str], ...]
+    layer_frame: int
+    frames: tuple[int, int]
+
+    def to_dict(self) -> dict:
+        return {"utt": self.utt, "start": round(self.start, 6), "end": round(self.end, 6), "value": self.value,
+                "phones": [[s, e, lab] for s, e, lab in self.phones], "speaker": self.speaker,
+                "layer_frame": self.layer_frame, "frames": list(self.frames)}
+
+
+@dataclass
+class ExemplarResult:
+    """Per target key ``(layer, filters)``: ``exemplars`` (best first, at most k), ``frame_max``
+    ``(value, utt, time_s)`` (the per-frame peak; ``None`` if nothing was searched), ``n_utterances``
+    searched, ``too_short[layer]`` utterances with fewer valid frames than one window, ``windows[layer]``
+    (layer frames per window), ``phone_seconds`` (seconds of each phone over the searched utterances)."""
+
+    exemplars: dict[tuple, list[Exemplar]]
+    frame_max: dict[tuple, tuple[float, str, float] | None]
+    n_utterances: int
+    too_short: dict[str, int]
+    windows: dict[str, int]
+    input_frames: dict[str, int]
+    phone_seconds: dict[str, float] = field(default_factory=dict)
+
+    def data_max_window(self, key) -> float | None:
+        ex = self.exemplars.get(key) or []
+        return ex[0].value if ex else None
+
+
+def window_span(layer_frame: int, n: int, rf, hop: int, sample_rate: int, duration: float
+                ) -> tuple[tuple[int, int], tuple[float, float]]:
+    """``((f0, f1), (start_s, end_s))`` of a window of ``n`` layer frames starting at ``layer_frame`` (see the
+    module docstring)."""
+    f0 = layer_frame * rf.jump - rf.offset
+    f1 = (layer_frame + n - 1) * rf.jump - rf.offset + rf.size - 1
+    fs = hop / sample_rate
+    return (int(f0), int(f1)), (max(0.0, (f0 - 0.5) * fs), min(float(duration), (f1 + 0.5) * fs))
+
+
+def _overlapping(phones, start: float, end: float) -> tuple:
+    return tuple((float(s), float(e), str(lab)) for s, e, lab in phones if s < end and e > start)
+
+
+def _layer_acts(model, feats: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Post-ReLU ``{layer: (B, C, T_l)}``; stops at the deepest layer when the model exposes ``blocks``."""
+    if hasattr(model, "blocks"):
+        from ..optimize.render import activations
+
+        return activations(model, feats, layers)
+    from ..hooks import record
+
+    with record(model, layers) as rec:
+        model(feats)
+    return dict(rec.acts)
+
+
+def _nms_topk(means: np.ndarray, k: int, n: int, allow_overlap: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``means (K, W)`` the ``k`` best window starts, greedily skipping windows within ``n - 1``
+    frames of a picked one (unless ``allow_overlap``): ``(values (K, k), starts (K, k))``, ``-inf``/``-1``
+    where fewer exist."""
+    K, W = means.shape
+    m = means.copy()
+    vals = np.full((K, k), -np.inf)
+    starts = np.full((K, k), -1, dtype=np.int64)
+    rows = np.arange(K)
+    idx = np.arange(W)
+    for i in range(min(k, W)):
+        j = m.argmax(axis=1)
+        v = m[rows, j]
+        ok = v > -np.inf
+        if not ok.any():
+            break
+        vals[ok, i], starts[ok, i] = v[ok], j[ok]
+        if allow_overlap:
+            m[rows, j] = -np.inf
+        else:
+            m[np.abs(idx[None, :] - j[:, None]) < n] = -np.inf
+    return vals, starts
+
+
+class ExemplarSearch:
+    """Streaming top-k windows of many targets (see the module docstring).
+
+    ``update(feats (B, n_mels, T), lengths (B,), utterances)``; :meth:`result` gives an
+    :class:`ExemplarResult`. ``windows``: layer frames per window, per layer (default: the optimal input's
+    :func:`~toposcope.optimize.param.input_geometry` for ``config.seconds``).
+    """
+
+    def __init__(self, model, targets: Iterable[Target], *, config: ExemplarConfig = ExemplarConfig(),
+                 windows: dict[str, int] | None = None, hop: int | None = None, sample_rate: int | None = None):
+        from ..optimize.param import input_geometry, receptive_field
+
+        self.model, self.config = model, config
+        keys = list(dict.fromkeys(t.key for t in targets))
+        if not keys:
+            raise ValueError("no targets to search exemplars for")
+        order = list(model.layer_names)
+        self.layers = [l for l in order if any(k[0] == l for k in keys)]
+        missing = sorted({k[0] for k in keys} - set(self.layers))
+        if missing:
+            raise ValueError(f"no layer(s) {', '.join(missing)}; layers: {', '.join(order)}")
+        fcfg = getattr(getattr(model, "cfg", None), "features", None)
+        self.hop = int(hop if hop is not None else fcfg.hop)
+        self.sr = int(sample_rate if sample_rate is not None else fcfg.sample_rate)
+        self.rf = {l: receptive_field(model, l) for l in self.layers}
+        if windows is None:
+            windows = {l: input_geometry(model, l, config.seconds).n_valid for l in self.layers}
+        self.windows = {l: int(windows[l]) for l in self.layers}
+        self.keys = {l: [k for k in keys if k[0] == l] for l in self.layers}
+        self.readout = {}
+        for l in self.layers:
+            C = model.grids[l].size if hasattr(model, "grids") and l in model.grids else None
+            top = max(max(k[1]) for k in self.keys[l])
+            if C is not None and top >= C:
+                raise ValueError(f"filter {top} does not exist: {l} has {C} filters")
+            W = torch.zeros(len(self.keys[l]), C if C is not None else top + 1)
+            for r, (_, fs) in enumerate(self.keys[l]):
+                W[r, list(fs)] = 1.0 / len(fs)
+            self.readout[l] = W
+        k = config.k
+        self._vals = {l: np.full((len(self.keys[l]), k), -np.inf) for l in self.layers}
+        self._utt = {l: np.full((len(self.keys[l]), k), -1, dtype=np.int64) for l in self.layers}
+        self._start = {l: np.full((len(self.keys[l]), k), -1, dtype=np.int64) for l in self.layers}
+        self._peak = {l: np.full(len(self.keys[l]), -np.inf) for l in self.layers}
+        self._peak_at = {l: np.full((len(self.keys[l]), 2), -1, dtype=np.int64) for l in self.layers}
+        self.utterances: list = []  # every utterance seen, in order; indices above point here
+        self._ids: list[str] = []
+        self.n_utterances = 0
+        self.too_short = {l: 0 for l in self.layers}
+        self.phone_seconds: dict[str, float] = {}
+
+    def update(self, feats: torch.Tensor, lengths, utterances: Sequence) -> None:
+        """Add one right-padded batch ``feats (B, n_mels, T)`` with ``lengths (B,)`` valid feature frames."""
+        lengths = [int(n) for n in torch.as_tensor(lengths).reshape(-1).tolist()]
+        if feats.shape[0] != len(utterances) or len(lengths) != len(utterances):
+            raise ValueError(f"batch of {feats.shape[0]} feature rows, {len(lengths)} lengths and "
+                             f"{len(utterances)} utterances")
+        with torch.no_grad():
+            acts = _layer_acts(self.model, feats, self.layers)
+        base = len(self.utterances)
+        for u in utterances:
+            self.utterances.append(u)
+            self._ids.append(str(u.id))
+            for s, e, lab in u.phones:
+                self.phone_seconds[lab] = self.phone_seconds.get(lab, 0.0) + float(e) - float(s)
+        self.n_utterances += len(utterances)
+        k, ov = self.config.k, self.config.allow_overlap
+        for l in self.layers:
+            a = acts[l]
+            W = self.readout[l].to(a)
+            series = torch.einsum("kc,bct->bkt", W, a[:, :W.shape[1]]).double().cpu().numpy()  # (B, K, T_l)
+            n, rf = self.windows[l], self.rf[l]
+            for b, L in enumerate(lengths):
+                v = rf.valid_frames(L, a.shape[-1])
+                s = series[b, :, v]  # (K, T_valid)
+                if s.shape[1] == 0:
+                    self.too_short[l] += 1
+                    continue
+                pk = s.argmax(axis=1)
+                pv = s[np.arange(len(pk)), pk]
+                better = pv > self._peak[l]
+                self._peak[l][better] = pv[better]
+                self._peak_at[l][better, 0] = base + b
+                self._peak_at[l][better, 1] = v.start + pk[better]
+                if s.shape[1] < n:
+                    self.too_short[l] += 1
+                    continue
+                c = np.concatenate([np.zeros((s.shape[0], 1)), np.cumsum(s, axis=1)], axis=1)
+                means = (c[:, n:] - c[:, :-n]) / n  # (K, T_valid - n + 1)
+                means[means <= 0] = -np.inf  # a window where the target never fires is no exemplar
+                vals, starts = _nms_topk(means, k, n, ov)
+                self._merge(l, vals, np.where(starts >= 0, base + b, -1), np.where(starts >= 0, starts + v.start, -1))
+
+    def _merge(self, l: str, vals, utt, start) -> None:
+        V = np.concatenate([self._vals[l], vals], axis=1)
+        U = np.concatenate([self._utt[l], utt], axis=1)
+        S = np.concatenate([self._start[l], start], axis=1)
+        ids = np.array(self._ids + [""], dtype=object)[U]  # -1 -> ""
+        order = np.lexsort((S, ids.astype(str), -V), axis=1)[:, :self.config.k]  # value desc, then id, time
+        r = np.arange(V.shape[0])[:, None]
+        self._vals[l], self._utt[l], self._start[l] = V[r, order], U[r, order], S[r, order]
+
+    def result(self) -> ExemplarResult:
+        from ..labels import frame_times
+
+        ex, peaks, in_frames = {}, {}, {}
+        for l in self.layers:
+            n, rf = self.windows[l], self.rf[l]
+            in_frames[l] = rf.size + (n - 1) * rf.jump
+            for r, key in enumerate(self.keys[l]):
+                out = []
+                for v, ui, s in zip(self._vals[l][r], self._utt[l][r], self._start[l][r]):
+                    if not np.isfinite(v) or ui < 0:
+                        continue
+                    u = self.utterances[ui]
+                    frames, (t0, t1) = window_span(int(s), n, rf, self.hop, self.sr, u.duration)
+                    out.append(Exemplar(utt=str(u.id), speaker=str(u.speaker), start=t0, end=t1, value=float(v),
+                                        phones=_overlapping(u.phones, t0, t1), layer_frame=int(s), frames=frames))
+                ex[key] = out
+                pv = self._peak[l][r]
+                if np.isfinite(pv):
+                    ui, t = self._peak_at[l][r]
+                    time_s = float(frame_times(int(t) + 1, self.model.geometry(l), self.hop, self.sr)[int(t)])
+                    peaks[key] = (float(pv), str(self.utterances[ui].id), time_s)
+                else:
+                    peaks[key] = None
+        return ExemplarResult(exemplars=ex, frame_max=peaks, n_utterances=self.n_utterances,
+                              too_short=dict(self.too_short), windows=dict(self.windows), input_frames=in_frames,
+                              phone_seconds=dict(self.phone_seconds))
+
+
+def phone_histogram(exemplars: Sequence, phone_seconds: dict[str, float] | None = None) -> dict:
+    """Phones of a target's exemplars (see the module docstring): ``{phone: {"seconds", "share", "contains",
+    "base", "enrichment"}}``, most seconds first. ``exemplars``: :class:`Exemplar` or their dicts."""
+    secs: dict[str, float] = {}
+    contains: dict[str, int] = {}
+    total = 0.0
+    for x in exemplars:
+        d = x.to_dict() if isinstance(x, Exemplar) else x
+        t0, t1 = float(d["start"]), float(d["end"])
+        total += t1 - t0
+        seen = set()
+        for s, e, lab in d["phones"]:
+            ov = min(e, t1) - max(s, t0)
+            if ov > 0:
+                secs[lab] = secs.get(lab, 0.0) + ov
+                seen.add(lab)
+        for lab in seen:
+            contains[lab] = contains.get(lab, 0) + 1
+    all_secs = sum((phone_seconds or {}).values())
+    out = {}
+    for lab in sorted(secs, key=lambda p: (-secs[p], p)):
+        share = secs[lab] / total if total > 0 else 0.0
+        base = (phone_seconds or {}).get(lab, 0.0) / all_secs if all_secs > 0 else None
+        out[lab] = {"seconds": round(secs[lab], 6), "share": share, "contains": contains[lab], "base": base,
+                    "enrichment": (share / base) if base else None}
+    return out
+
+
+def search_exemplars(model, store, utterances: Sequence, targets: Iterable[Target], *,
+                     config: ExemplarConfig = ExemplarConfig(), progress_bar: bool = True,
+                     windows: dict[str, int] | None = None) -> ExemplarResult:
+    """One pass over ``utterances`` (features from ``store.get(utt.id)``: the project's feature loader,
+    :func:`toposcope.data.load_features`) in length-sorted padded batches; model in eval mode (restored)."""
+    search = ExemplarSearch(model, targets, config=config, windows=windows)
+    utts = sorted(utterances, key=lambda u: (u.duration, u.id))
+    if not utts:
+        raise ValueError("no utterances to search exemplars in")
+    was = model.training
+    model.eval()
+    try:
+        bar = _bar(total=len(utts), enabled=progress_bar, desc="exemplars", unit="utt")
+        for i in range(0, len(utts), config.batch_size):
+            chunk = utts[i:i + config.batch_size]
+            fs = [torch.as_tensor(store.get(u.id), dtype=torch.float32) for u in chunk]
+            x = torch.zeros(len(fs), fs[0].shape[0], max(f.shape[1] for f in fs))
+            for b, f in enumerate(fs):
+                x[b, :, :f.shape[1]] = f
+            search.update(x, [f.shape[1] for f in fs], chunk)
+            bar.update(len(chunk))
+        bar.close()
+    finally:
+        model.train(was)
+    return search.result()
+
+
+# ---------------------------------------------------------------------------------------------------
+# a run folder: regions in, RUN/exemplars/ out
+# ---------------------------------------------------------------------------------------------------
+MEDIA = ("joint", "all", "none")
+
+
+def _pick_split(corpus, split: str | None, recorded: str | None) -> tuple[str, list]:
+    if split == "all":
+        return "all", list(corpus)
+    if split is None and recorded:
+        split = recorded if recorded != "all" else None
+        if recorded == "all":
+            return "all", list(corpus)
+    if split is not None:
+        utts = corpus.split(split)
+        if not utts:
+            raise ValueError(f"{corpus.root}: split {split!r} has no utterances")
+        return split, utts
+    for s in ("test", "valid", "train"):
+        utts = corpus.split(s)
+        if utts:
+            return s, utts
+    raise ValueError(f"{corpus.root}: no utterances")
+
+
+def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Sequence[str] | None = None,
+                  groups: Sequence[str] | None = None, config: ExemplarConfig = ExemplarConfig(),
+                  checkpoint: str = "best", maps: str = "maps", profiles: str = "gradnap-phone",
+                  media: str = "joint", max_utterances: int = 0, progress: bool = True, out=None) -> dict:
+    """Exemplars of every region of ``RUN/<maps>/regions.json`` (or of the given ``layers``/``groups``) over a
+    whole split; writes ``RUN/exemplars/`` (layout in ``docs/optimal-inputs.md``) and returns its summary.
+
+    ``data``: corpus directory (default: the one recorded in the profiles file); ``split``: default the
+    profiles' split, else test, valid, train (the first that is not empty); ``max_utterances``: 0 = every
+    utterance of the split, else that many evenly spaced ones. ``media``: spectrogram crops, WAV snippets
+    and a figure for the ``joint`` exemplars of each region (default), for every target (``all``) or
+    none (``none``; the JSON is always written). Holds the run lock.
+    """
+    from ..checkpoint import load_run
+    from ..corpus import Corpus
+    from ..data import load_features
+    from ..optimize.run import load_regions
+    from ..runlock import run_lock
+    from .maps import safe_filename
+
+    if media not in MEDIA:
+        raise ValueError(f"media must be one of {', '.join(MEDIA)}, got {media!r}")
+    run_dir = Path(run_dir)
+    with run_lock(run_dir, "exemplars"):
+        run = load_run(run_dir, checkpoint)
+        model, fcfg = run.model, run.config.model.features
+        regions = load_regions(run_dir, maps=maps)
+        avail = [l for l in model.layer_names if l in regions]
+        if layers:
+            bad = [l for l in layers if l not in regions]
+            if bad:
+                raise ValueError(f"no regions for layer(s) {', '.join(bad)} in {run_dir / maps / 'regions.json'}; "
+                                 f"available: {', '.join(avail)}")
+            layers = [l for l in model.layer_names if l in layers]
+        else:
+            layers = avail
+        if not layers:
+            raise ValueError(f"{run_dir / maps / 'regions.json'} holds no region of this model's layers")
+        jobs = []
+        for l in layers:
+            for g in (groups or sorted(regions[l])):
+                if g not in regions[l]:
+                    raise ValueError(f"group {g!r} has no region in {l}; groups: {', '.join(sorted(regions[l]))}")
+                jobs.append((l, g, regions[l][g]))
+        prof_meta = {}
+        pp = run_dir / "profiles" / f"{profiles}.npz"
+        if pp.is_file():
+            from .profiles import load_profiles
+
+            prof_meta = load_profiles(pp).meta
+        data = data or prof_meta.get("corpus")
+        if not data:
+            raise ValueError("no corpus given (--data) and none recorded in the profiles file")
+        corpus = Corpus.load(data)
+        split, utts = _pick_split(corpus, split, prof_meta.get("split"))
+        if max_utterances and len(utts) > max_utterances:
+            idx = np.linspace(0, len(utts) - 1, int(max_utterances)).round().astype(int)
+            utts = [utts[i] for i in idx]
+        store = load_features(corpus, fcfg, progress=progress)
+        targets = [t for l, _, r in jobs for t in targets_for_region(l, r["filters"])]
+        t0 = time.perf_counter()
+        res = search_exemplars(model, store, utts, targets, config=config, progress_bar=progress)
+        search_s = time.perf_counter() - t0
+        out = Path(out) if out is not None else run_dir / "exemplars"
+        common = {"run": str(run_dir), "checkpoint": run.meta.get("which", checkpoint), "corpus": str(corpus.root),
+                  "split": split, "n_utterances_searched": res.n_utterances, "k": config.k, "maps": maps}
+        summary_regions = []
+        audio_cache: dict[str, np.ndarray] = {}
+        for l, g, reg in _bar(jobs, enabled=progress, desc="exemplar files"):
+            d = region_exemplars(res, l, g, reg, grid=model.grids[l], hop=fcfg.hop, sample_rate=fcfg.sample_rate)
+            d.update(common)
+            d["n_utterances_too_short"] = res.too_short[l]
+            stem = safe_filename(g)
+            if media != "none":
+                _write_media(out / l / stem, d, media=media, corpus=corpus, store=store, fcfg=fcfg,
+                             rel=f"{l}/{stem}", audio_cache=audio_cache)
+            write_json_atomic(out / l / f"{stem}.json", d)
+            j = d["targets"][-1]
+            top = next(iter(d["phone_histogram"]), None)
+            summary_regions.append({"layer": l, "group": g, "path": str(out / l / f"{stem}.json"),
+                                    "joint_data_max_window": j["data_max_window"],
+                                    "joint_top_phone": top, "joint_exemplars": len(j["exemplars"])})
+        done = {(r["layer"], r["group"]) for r in summary_regions}
+        from .._util import read_json
+
+        try:  # regions of earlier runs with other --layer/--group choices stay listed
+            prev = read_json(out / "summary.json", missing_ok=True) or {}
+        except ValueError:
+            prev = {}
+        kept = [r for r in prev.get("regions", []) if isinstance(r, dict) and (r.get("layer"), r.get("group")) not in done
+                and Path(str(r.get("path", ""))).is_file()]
+        summary_regions = kept + summary_regions
+        summary = {**common, "layers": layers, "window": {l: {"layer_frames": res.windows[l],
+                                                            "input_frames": res.input_frames[l],
+                                                            "seconds": res.input_frames[l] * fcfg.hop / fcfg.sample_rate}
+                                                        for l in layers},
+                   "search_seconds": search_s, "regions": summary_regions}
+        write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def region_exemplars(res: ExemplarResult, layer: str, group: str, region: dict, *, grid=None, hop: int,
+                     sample_rate: int) -> dict:
+    """The JSON of one region (documented in ``docs/optimal-inputs.md``): ``targets`` in the optimal inputs'
+    order (one per filter, then ``joint``), each with ``data_max_window``, ``data_max_frame``, its
+    ``exemplars`` (best first) and ``phone_histogram``; the joint target's histogram again at the top."""
+    n = res.windows[layer]
+    F = res.input_frames[layer]
+    tlist = []
+    for t in targets_for_region(layer, region["filters"]):
+        ex = res.exemplars[t.key]
+        fm = res.frame_max[t.key]
+        d = {"name": t.name}
+        if t.name == "joint":
+            d["filters"] = list(t.filters)
+        else:
+            d["filter"] = t.filters[0]
+            if grid is not None:
+                d["position"] = list(grid.position(t.filters[0]))
+        d.update({"data_max_window": res.data_max_window(t.key),
+                  "data_max_frame": None if fm is None else {"value": fm[0], "utt": fm[1], "time": fm[2]},
+                  "exemplars": [x.to_dict() for x in ex],
+                  "phone_histogram": phone_histogram(ex, res.phone_seconds)})
+        tlist.append(d)
+    return {"layer": layer, "group": group, "center": list(region.get("center", [])),
+            "filters": [int(i) for i in region["filters"]], "region_value": region.get("value"),
+            "objective": ("window mean of the post-ReLU activation (single filter) or of the region's mean "
+                          "activation (joint) over valid layer frames, as for the optimal inputs"),
+            "window": {"layer_frames": n, "input_frames": F, "seconds": F * hop / sample_rate},
+            "data_max_definition": (f"data_max_window: best mean over {n} consecutive valid frames of {layer} "
+                                    f"(the optimal input's length, {F} feature frames); data_max_frame: the "
+                                    f"largest single frame; both over the n_utterances_searched utterances"),
+            "targets": tlist, "phone_histogram": tlist[-1]["phone_histogram"]}
+
+
+def _write_media(folder: Path, d: dict, *, media: str, corpus, store, fcfg, rel: str, audio_cache: dict) -> None:
+    """Crops (``crops.npz``), WAV snippets and ``exemplars.png`` of one region; adds their paths to ``d``."""
+    import io
+
+    from ..audio import read_audio, write_wav
+
+    folder.mkdir(parents=True, exist_ok=True)
+    by_id = {}
+    arrays = {}
+    for t in d["targets"]:
+        if media == "joint" and t["name"] != "joint":
+            continue
+        crops = []
+        for rank, x in enumerate(t["exemplars"]):
+            f0, f1 = x["frames"]
+            crops.append(np.asarray(store.get(x["utt"])[:, f0:f1 + 1], dtype=np.float32))
+            if x["utt"] not in audio_cache:
+                if not by_id:
+                    by_id.update({u.id: u for u in corpus})
+                if len(audio_cache) > 64:
+                    audio_cache.clear()
+                audio_cache[x["utt"]] = read_audio(corpus.audio_path(by_id[x["utt"]]), sample_rate=fcfg.sample_rate)
+            wave = audio_cache[x["utt"]]
+            a, b = int(round(x["start"] * fcfg.sample_rate)), int(round(x["end"] * fcfg.sample_rate))
+            name = f"{t['name']}_{rank}.wav"
+            write_wav(folder / name, wave[a:b], fcfg.sample_rate)
+            x["audio"] = f"{rel}/{name}"
+            x["crop"] = [f"{rel}/crops.npz", t["name"], rank]
+        if crops:
+            arrays[t["name"]] = np.stack(crops)
+            arrays[f"{t['name']}_mean"] = arrays[t["name"]].mean(axis=0)
+    if arrays:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        write_bytes_atomic(folder / "crops.npz", buf.getvalue())
+        d["crops"] = f"{rel}/crops.npz"
+    joint = d["targets"][-1]
+    if "joint" in arrays:
+        import matplotlib
+
+        if not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ..viz.inputs import plot_exemplars
+
+        labels = [f"{x['utt']} {x['start']:.2f}s  {x['value']:.2f}\n"
+                  + " ".join(lab for _, _, lab in x["phones"]) for x in joint["exemplars"]]
+        art = plot_exemplars(arrays["joint"], labels, mean=arrays["joint_mean"], frame_seconds=fcfg.frame_seconds,
+                             suptitle=f"{d['layer']} · /{d['group']}/ · top {len(labels)} real windows (joint)")
+        buf = io.BytesIO()
+        art["fig"].savefig(buf, format="png", dpi=90)
+        plt.close(art["fig"])
+        write_bytes_atomic(folder / "exemplars.png", buf.getvalue())
+        d["figure"] = f"{rel}/exemplars.png"
