@@ -24,6 +24,7 @@ COMMANDS = {
     "profile": "toposcope.commands.profile",
     "maps": "toposcope.commands.maps",
     "optimize": "toposcope.commands.optimize",
+    "exemplars": "toposcope.commands.exemplars",
     "filters": "toposcope.commands.filters",
     "report": "toposcope.commands.report",
 }
