@@ -1,6 +1,8 @@
-"""Feature cache, dataset, length-bucketed batches and collate (toposcope.data)."""
+"""Feature shards, dataset, length-bucketed batches, DataLoader batches and collate (toposcope.data)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -8,7 +10,9 @@ import torch
 
 from toposcope.audio import write_wav
 from toposcope.corpus import Corpus, Utterance, write_manifest
-from toposcope.data import BucketBatchSampler, SpeechDataset, cache_key, collate, load_features
+from toposcope.data import (BucketBatchSampler, FeatureStore, ShardedFeatureStore, SpeechDataset, batch_loader,
+                            cache_key, collate, iter_feature_batches, load_features)
+from toposcope.shards import ShardError, config_key
 from toposcope.features import FeatureConfig, log_mel
 
 from helpers import tone_corpus
@@ -23,19 +27,24 @@ CFG = FeatureConfig(n_fft=400, hop=160, n_mels=32)
 
 def test_features_cached_once_and_equal_to_direct(corpus, monkeypatch):
     store = load_features(corpus, CFG, progress=False)
-    cached = list((corpus.root / ".cache").glob("features-*.pt"))
-    assert len(cached) == 1 and cache_key(corpus, CFG) in cached[0].name
-    u = corpus[3]
+    folders = list((corpus.root / ".cache").glob("features-*"))
+    assert len(folders) == 1 and folders[0].name == f"features-{config_key(CFG)}"
+    assert len(list(folders[0].glob("shard-*.npy"))) >= 1
+    assert len(list(folders[0].glob("shard-*.index.npz"))) == len(list(folders[0].glob("shard-*.npy")))
     from toposcope.audio import read_audio
 
-    direct = log_mel(read_audio(corpus.audio_path(u)), CFG)
-    assert torch.equal(store.get(u.id), direct)
-    # second load comes from the cache: computing is forbidden now
-    import toposcope.data as data
+    for u in (corpus[0], corpus[3], corpus[11]):
+        direct = log_mel(read_audio(corpus.audio_path(u)), CFG)
+        assert torch.equal(store.get(u.id), direct)
+        assert store.frames(u.id) == direct.shape[1]
+    # second load comes from the shards: extracting is forbidden now
+    import toposcope.shards as shards
 
-    monkeypatch.setattr(data, "_compute", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    monkeypatch.setattr(shards, "_extract_one", lambda *a, **k: pytest.fail("recomputed despite the cache"))
     again = load_features(corpus, CFG, progress=False)
-    assert torch.equal(again.feats, store.feats) and again.ids == store.ids
+    assert again.ids == store.ids
+    for u in corpus:
+        assert torch.equal(again.get(u.id), store.get(u.id))
 
 
 def test_cache_key_changes_with_config_and_audio(corpus, tmp_path):
@@ -51,13 +60,156 @@ def test_cache_key_changes_with_config_and_audio(corpus, tmp_path):
     assert cache_key(c2, CFG) != before
 
 
-def test_corrupt_cache_is_recomputed(tmp_path):
+def test_changed_audio_or_config_is_extracted_again(tmp_path, monkeypatch):
+    c = tone_corpus(tmp_path / "c", n=6, splits=("train",))
+    s1 = load_features(c, CFG, progress=False)
+    import os
+
+    import toposcope.shards as shards
+
+    calls = []
+    real = shards._extract_one
+    monkeypatch.setattr(shards, "_extract_one", lambda f, r, work, cfg, threads=1: calls.append(
+        [i for _, ids, _ in work for i in ids]) or real(f, r, work, cfg, threads))
+    # rewrite one file with other audio: only that utterance is extracted again
+    from toposcope.audio import read_audio
+
+    p = c.audio_path(c[2])
+    write_wav(p, read_audio(c.audio_path(c[4])))
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    s2 = load_features(c, CFG, progress=False)
+    assert calls == [[c[2].id]]
+    assert torch.equal(s2.get(c[2].id), log_mel(read_audio(p), CFG))
+    assert not torch.equal(s2.get(c[2].id), s1.get(c[2].id)) or s1.frames(c[2].id) != s2.frames(c[2].id)
+    # another feature config: a new folder, everything extracted
+    calls.clear()
+    load_features(c, FeatureConfig(n_fft=400, hop=160, n_mels=40), progress=False)
+    assert sorted(i for ids in calls for i in ids) == sorted(u.id for u in c)
+    assert len(list((c.root / ".cache").glob("features-*"))) == 2
+
+
+def test_truncated_or_corrupt_shard_is_named_and_repaired_on_request(tmp_path):
     c = tone_corpus(tmp_path / "c", n=4, splits=("train",))
     s1 = load_features(c, CFG, progress=False)
-    path = next((c.root / ".cache").glob("features-*.pt"))
-    path.write_bytes(b"garbage")
-    s2 = load_features(c, CFG, progress=False)
-    assert torch.equal(s1.feats, s2.feats)
+    ref = {u.id: s1.get(u.id).clone() for u in c}
+    shard = next((c.root / ".cache").glob("features-*/shard-*.npy"))
+    size = shard.stat().st_size
+    # truncated: found when opening, the error names the shard
+    with open(shard, "r+b") as f:
+        f.truncate(size - 100)
+    with pytest.raises(ShardError, match=re.escape(str(shard)) + ".*truncated"):
+        load_features(c, CFG, progress=False)
+    s2 = load_features(c, CFG, progress=False, repair=True)
+    assert all(torch.equal(s2.get(u.id), ref[u.id]) for u in c)
+    # flipped bytes (size unchanged): found when the utterance is read (CRC), or by repair
+    shard = next((c.root / ".cache").glob("features-*/shard-*.npy"))
+    with open(shard, "r+b") as f:
+        f.seek(shard.stat().st_size - 64)
+        f.write(b"\x7f" * 16)
+    s3 = load_features(c, CFG, progress=False)
+    bad = [u.id for u in c if s3.frames(u.id)]
+    with pytest.raises(ShardError, match=re.escape(str(shard)) + ".*corrupt"):
+        for uid in bad:
+            s3.get(uid)
+    s4 = load_features(c, CFG, progress=False, repair=True)
+    assert not shard.exists()
+    assert all(torch.equal(s4.get(u.id), ref[u.id]) for u in c)
+
+
+def test_extraction_resumes_after_interruption_and_jobs_agree(tmp_path, monkeypatch):
+    c = tone_corpus(tmp_path / "c", n=10, splits=("train",))
+    import toposcope.shards as shards
+
+    real, done = shards._extract_one, []
+
+    def dies_after_two(folder, root, work, cfg, threads=1):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append([i for _, ids, _ in work for i in ids])
+        return real(folder, root, work, cfg, threads)
+
+    monkeypatch.setattr(shards, "_extract_one", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):  # tiny shards: one utterance each
+        load_features(c, CFG, progress=False, cache=tmp_path / "cache", jobs=1, shard_mb=0.01)
+    folder = next((tmp_path / "cache").glob("features-*"))
+    assert len(list(folder.glob("shard-*.index.npz"))) == 2
+    first = {i for ids in done for i in ids}
+    assert 0 < len(first) < 10
+    later = []
+    monkeypatch.setattr(shards, "_extract_one", lambda f, r, work, cfg, threads=1: later.append(
+        [i for _, ids, _ in work for i in ids]) or real(f, r, work, cfg, threads))
+    s1 = load_features(c, CFG, progress=False, cache=tmp_path / "cache", jobs=1)
+    assert {i for ids in later for i in ids} == {u.id for u in c} - first
+    monkeypatch.setattr(shards, "_extract_one", real)
+    s2 = load_features(c, CFG, progress=False, cache=tmp_path / "cache2", jobs=2)  # two worker processes
+    assert len(list(next((tmp_path / "cache2").glob("features-*")).glob("shard-*.npy"))) >= 2
+    for u in c:
+        assert torch.equal(s1.get(u.id), s2.get(u.id))
+
+
+def test_utterances_sharing_audio_share_one_block(tmp_path, monkeypatch):
+    c = tone_corpus(tmp_path / "c", n=3, splits=("train",))
+    import dataclasses
+
+    twins = list(c) + [dataclasses.replace(u, id=u.id + "-copy") for u in c]
+    write_manifest(c.root / "manifest.jsonl", twins)
+    c2 = Corpus.load(c.root)
+    store = load_features(c2, CFG, progress=False)
+    folder = next((c.root / ".cache").glob("features-*"))
+    assert sum(np.load(p, mmap_mode="r").size for p in folder.glob("shard-*.npy")) == \
+        sum(store.frames(u.id) for u in c) * CFG.n_mels
+    for u in c:
+        assert torch.equal(store.get(u.id), store.get(u.id + "-copy"))
+
+
+def test_lazy_batches_equal_in_memory_batches_bit_for_bit(corpus):
+    lazy = load_features(corpus, CFG, progress=False)
+    memory = load_features(corpus, CFG, progress=False, cache=False)
+    assert isinstance(memory, FeatureStore) and isinstance(lazy, ShardedFeatureStore)
+    utts = corpus.split("train")
+    ds_m, ds_l = SpeechDataset(utts, memory), SpeechDataset(utts, lazy)
+    assert ds_m.lengths == ds_l.lengths and len(ds_m) == len(ds_l) == len(utts)
+    for rank in (0, 1):
+        sampler = BucketBatchSampler(ds_m.lengths, 3, seed=5, rank=rank, world_size=2)
+        for epoch in (0, 1):
+            # today's in-memory batches, as train.py built them
+            want = []
+            for g in sampler.epoch_batches(epoch):
+                pad_to = max(ds_m.lengths[i] for i in g)
+                want.append(collate([ds_m[i] for i in sampler.local(g)], pad_to=pad_to))
+            for workers, start in ((0, 0), (2, 1)):
+                got = list(batch_loader(ds_l, sampler, epoch, start=start, workers=workers))
+                assert len(got) == len(want) - start
+                for a, b in zip(want[start:], got):
+                    assert torch.equal(a.feats, b.feats) and a.feats.dtype == b.feats.dtype
+                    assert torch.equal(a.lengths, b.lengths) and torch.equal(a.targets, b.targets)
+                    assert torch.equal(a.target_lengths, b.target_lengths)
+                    assert [u.id for u in a.utterances] == [u.id for u in b.utterances]
+
+
+def test_iter_feature_batches_sorted_padded_and_equal_to_direct(corpus):
+    from toposcope.audio import read_audio
+
+    utts = list(corpus)[:7]
+    got = list(iter_feature_batches(corpus, utts, CFG, 3))
+    assert [len(ch) for _, _, ch in got] == [3, 3, 1]
+    order = [u.id for _, _, ch in got for u in ch]
+    assert order == [u.id for u in sorted(utts, key=lambda u: (u.duration, u.id))]
+    for x, lengths, chunk in got:
+        assert x.shape[0] == len(chunk) and x.shape[2] == int(lengths.max())
+        for b, u in enumerate(chunk):
+            direct = log_mel(read_audio(corpus.audio_path(u)), CFG)
+            assert torch.equal(x[b, :, :int(lengths[b])], direct)
+            assert x[b, :, int(lengths[b]):].abs().sum() == 0
+    raw = list(iter_feature_batches(corpus, utts[:2], CFG, 1, normalized=False, sort=False, workers=1))
+    assert [ch[0].id for _, _, ch in raw] == [u.id for u in utts[:2]]
+    assert torch.equal(raw[1][0][0], log_mel(read_audio(corpus.audio_path(utts[1])), CFG, normalized=False))
+    store = load_features(corpus, CFG, progress=False)
+    via_store = list(iter_feature_batches(corpus, utts, CFG, 3, store=store))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(got, via_store))
+    with pytest.raises(ValueError):
+        list(iter_feature_batches(corpus, utts, CFG, 3, store=store, normalized=False))
 
 
 def test_dataset_targets_and_ctc_filter(corpus):

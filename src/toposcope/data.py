@@ -1,14 +1,19 @@
-"""Features once, then batches: feature cache, dataset, length-bucketed batches, padded collate.
+"""Features once, then batches: feature store, dataset, length-bucketed batches, padded collate.
 
-* :func:`load_features` computes the log-mel of every utterance of a corpus once per
-  :class:`FeatureConfig` and caches them in ``<corpus>/.cache/features-<hash>.pt`` (one float32
-  tensor of all frames + lengths; the hash covers the feature config and each utterance's id, audio
-  path, size and mtime, so edits invalidate it). Reloading is a single ``torch.load``.
-* :class:`SpeechDataset` pairs features with encoded transcripts.
+* :func:`load_features` extracts the log-mel of every utterance of a corpus once per
+  :class:`FeatureConfig` into on-disk shards under ``<corpus>/.cache/features-<cfgkey>/``
+  (:mod:`toposcope.shards`: parallel ``jobs``, resumable, an utterance is re-extracted when its audio
+  file's size or mtime changes) and returns a :class:`~toposcope.shards.ShardedFeatureStore` that reads
+  each utterance lazily; only metadata stays in memory. ``cache=False`` computes everything into an
+  in-memory :class:`FeatureStore` (the old path; memory grows with the corpus).
+* :class:`SpeechDataset` pairs features with encoded transcripts; ``dataset[i]`` reads item ``i``.
 * :class:`BucketBatchSampler` sorts by length and cuts *global* batches (by count and/or total
   seconds); each epoch shuffles the batch order with a generator seeded by ``(seed, epoch)`` (no
   hidden RNG state, so resuming at ``(epoch, batch)`` is exact). Under DDP every rank sees the same
   global batches and takes the slice ``batch[rank::world_size]``.
+* :func:`batch_loader` reads one epoch's batches (from a given batch on) through a
+  ``torch.utils.data.DataLoader`` with worker processes; :func:`iter_feature_batches` is the one
+  loader for analysis passes (profiles, optimal inputs, exemplars).
 * :func:`collate` pads to a common length (optionally the global batch's), returning lengths.
 """
 
@@ -28,10 +33,12 @@ from ._util import progress_enabled
 from .audio import read_audio
 from .corpus import Corpus, CorpusError, Utterance
 from .features import FeatureConfig, log_mel
+from .shards import SHARD_MB, ShardedFeatureStore, ShardError, open_store, store_dir
 from .text import encode, normalize_text
 
-__all__ = ["FeatureStore", "load_features", "SpeechDataset", "Batch", "BucketBatchSampler", "collate",
-           "cache_key", "progress_enabled"]
+__all__ = ["FeatureStore", "ShardedFeatureStore", "ShardError", "load_features", "SpeechDataset", "Batch",
+           "BucketBatchSampler", "collate", "batch_loader", "EpochBatches", "iter_feature_batches",
+           "default_workers", "default_jobs", "cache_key", "progress_enabled"]
 
 
 # -- feature cache ---------------------------------------------------------------------------------
@@ -67,6 +74,9 @@ class FeatureStore:
     def __contains__(self, utt_id: str) -> bool:
         return utt_id in self.index
 
+    def frames(self, utt_id: str) -> int:
+        return int(self.lengths[self.index[utt_id]])
+
     def get(self, utt_id: str) -> torch.Tensor:
         """``(n_mels, frames)`` of one utterance (a view)."""
         i = self.index[utt_id]
@@ -91,76 +101,91 @@ def _compute(corpus: Corpus, utts: Sequence[Utterance], cfg: FeatureConfig, prog
     return FeatureStore([u.id for u in utts], feats.contiguous(), lengths_t, offsets)
 
 
-def load_features(corpus: Corpus, cfg: FeatureConfig, *, cache: bool | str | Path = True,
-                  progress: bool = True) -> FeatureStore:
-    """Features of all utterances of ``corpus``, computed once and cached.
+def default_jobs() -> int:
+    """Extraction processes: ``TOPOSCOPE_JOBS`` when set, else 1."""
+    try:
+        return max(1, int(os.environ.get("TOPOSCOPE_JOBS", "1")))
+    except ValueError:
+        return 1
 
-    ``cache=True`` uses ``<corpus>/.cache/``; a path uses that directory; ``False`` computes without
-    caching. An unwritable cache directory only costs the caching (a note on stderr).
+
+def load_features(corpus: Corpus, cfg: FeatureConfig, *, cache: bool | str | Path = True,
+                  progress: bool = True, jobs: int | None = None, repair: bool = False,
+                  utterances: Sequence[Utterance] | None = None, extract: bool = True,
+                  shard_mb: float = SHARD_MB):
+    """Features of the utterances of ``corpus`` (default: all), extracted once into on-disk shards.
+
+    ``cache=True`` keeps the shards in ``<corpus>/.cache/``; a path uses that directory; ``False``
+    computes an in-memory :class:`FeatureStore` without writing anything. ``jobs``: extraction
+    processes (default :func:`default_jobs`). ``repair``: CRC-check every shard and recompute bad ones
+    (without it a truncated or corrupt shard is a :class:`ShardError` naming the file). ``extract=False``
+    refuses to compute missing features (a :class:`ShardError`). ``shard_mb``: target shard size. An unwritable cache directory only
+    costs the caching (a note on stderr, then the in-memory path). Returns a
+    :class:`~toposcope.shards.ShardedFeatureStore` (lazy) or a :class:`FeatureStore`.
     """
-    utts = list(corpus)
+    utts = list(corpus if utterances is None else utterances)
     if cache is False:
         return _compute(corpus, utts, cfg, progress)
     cache_dir = Path(corpus.root) / ".cache" if cache is True else Path(cache)
-    path = cache_dir / f"features-{cache_key(corpus, cfg)}.pt"
-    if path.is_file():
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-            store = FeatureStore(list(d["ids"]), d["feats"], d["lengths"], d["offsets"])
-            if store.ids == [u.id for u in utts] and store.feats.shape[0] == cfg.n_mels:
-                return store
-        except Exception as e:  # a corrupt cache is recomputed, never trusted
-            print(f"toposcope: ignoring unreadable feature cache {path} ({e})", file=sys.stderr)
-    store = _compute(corpus, utts, cfg, progress)
     try:
-        from .checkpoint import save_checkpoint
-
-        save_checkpoint(path, {"ids": store.ids, "feats": store.feats, "lengths": store.lengths,
-                               "offsets": store.offsets, "feature_config": asdict(cfg)})
-    except OSError as e:
-        print(f"toposcope: could not write feature cache {path} ({e}); continuing without it", file=sys.stderr)
-    return store
+        return open_store(store_dir(cache_dir, cfg), corpus, utts, cfg, jobs=jobs or default_jobs(), repair=repair,
+                          shard_mb=shard_mb, progress_bar=progress_enabled(progress), extract_missing=extract)
+    except PermissionError as e:
+        print(f"toposcope: could not write the feature cache in {cache_dir} ({e}); computing in memory",
+              file=sys.stderr)
+        return _compute(corpus, utts, cfg, progress)
 
 
 # -- dataset ---------------------------------------------------------------------------------------
 class SpeechDataset:
     """Utterances of one split with features and grapheme targets.
 
-    ``self[i]`` -> ``(feats (n_mels, frames), targets (n_chars,) long, utterance)``.
-    Utterances whose normalised transcript is empty, or that give the model fewer output frames
-    than CTC needs (``min_frames(targets)``), are dropped and listed in ``self.skipped`` with why.
+    ``self[i]`` -> ``(feats (n_mels, frames), targets (n_chars,) long, utterance)``; the features are
+    read from the store at that moment (a lazy store reads them from disk), so the dataset holds only
+    metadata. Utterances whose normalised transcript is empty, or that give the model fewer output
+    frames than CTC needs (``min_frames(targets)``), are dropped and listed in ``self.skipped`` with why.
+    ``self.items``: ``(utterance id, targets, utterance)`` of the kept utterances.
     """
 
-    def __init__(self, utterances: Sequence[Utterance], store: FeatureStore, *, output_lengths=None):
-        self.items: list[tuple[torch.Tensor, torch.Tensor, Utterance]] = []
+    def __init__(self, utterances: Sequence[Utterance], store, *, output_lengths=None):
+        self.store = store
+        self.items: list[tuple[str, torch.Tensor, Utterance]] = []
         self.skipped: list[tuple[str, str]] = []
-        for u in utterances:
+        cand: list[tuple[int, Utterance, torch.Tensor, int]] = []
+        skipped: list[tuple[int, str, str]] = []  # (position, id, why): reported in corpus order
+        for pos, u in enumerate(utterances):
             if u.id not in store:
                 raise CorpusError(f"utterance {u.id!r} has no cached features")
             text = normalize_text(u.text)
             if not text:
-                self.skipped.append((u.id, "transcript is empty after normalisation"))
+                skipped.append((pos, u.id, "transcript is empty after normalisation"))
                 continue
-            feats = store.get(u.id)
-            tgt = torch.tensor(encode(text), dtype=torch.long)
-            if output_lengths is not None:
-                n_out = int(output_lengths(torch.tensor([feats.shape[1]]))[0])
+            cand.append((pos, u, torch.tensor(encode(text), dtype=torch.long), store.frames(u.id)))
+        n_out = None
+        if output_lengths is not None and cand:
+            n_out = output_lengths(torch.tensor([c[3] for c in cand], dtype=torch.long)).tolist()
+        self._lengths: list[int] = []
+        for k, (pos, u, tgt, n) in enumerate(cand):
+            if n_out is not None:
                 need = len(tgt) + int((tgt[1:] == tgt[:-1]).sum())
-                if n_out < need:
-                    self.skipped.append((u.id, f"{n_out} output frames < {need} needed by CTC"))
+                if int(n_out[k]) < need:
+                    skipped.append((pos, u.id, f"{int(n_out[k])} output frames < {need} needed by CTC"))
                     continue
-            self.items.append((feats, tgt, u))
+            self.items.append((u.id, tgt, u))
+            self._lengths.append(int(n))
+        self.skipped = [(uid, why) for _, uid, why in sorted(skipped, key=lambda x: x[0])]
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        return self.items[i]
+        uid, tgt, u = self.items[i]
+        return self.store.get(uid), tgt, u
 
     @property
     def lengths(self) -> list[int]:
-        """Feature frames per item."""
-        return [f.shape[1] for f, _, _ in self.items]
+        """Feature frames per item (from the store's index: nothing is read)."""
+        return self._lengths
 
 
 @dataclass
@@ -250,3 +275,108 @@ class BucketBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:  # epoch 0, this rank's shares
         return (self.local(b) for b in self.epoch_batches(0))
+
+
+# -- loading through a DataLoader ------------------------------------------------------------------
+def default_workers(n_items: int = 0) -> int:
+    """``DataLoader`` worker processes: ``TOPOSCOPE_DATA_WORKERS`` when set; else 0 (read in the
+    training process) for fewer than 512 items or a 1-CPU machine, and ``min(4, CPUs - 1)`` otherwise."""
+    env = os.environ.get("TOPOSCOPE_DATA_WORKERS")
+    if env is not None:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            pass
+    cpus = os.cpu_count() or 1
+    if n_items < 512 or cpus < 2:
+        return 0
+    return min(4, cpus - 1)
+
+
+def _identity(x):
+    return x
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """One epoch's batches as a map-style dataset: item ``k`` is this rank's share of global batch
+    ``k`` (in the epoch's order), collated and padded to the longest item of the *global* batch."""
+
+    def __init__(self, dataset: SpeechDataset, sampler: BucketBatchSampler, epoch: int):
+        self.dataset, self.sampler = dataset, sampler
+        self.batches = sampler.epoch_batches(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> Batch:
+        g = self.batches[k]
+        lengths = self.dataset.lengths
+        return collate([self.dataset[i] for i in self.sampler.local(g)], pad_to=max(lengths[i] for i in g))
+
+
+def batch_loader(dataset: SpeechDataset, sampler: BucketBatchSampler, epoch: int, *, start: int = 0,
+                 workers: int | None = None, pin_memory: bool = False) -> Iterator[Batch]:
+    """This rank's batches of ``epoch`` from global batch ``start`` on, read through a ``DataLoader``.
+
+    Same batches, same order and same padding whatever ``workers`` is (default
+    :func:`default_workers`), so resuming at ``(epoch, start)`` is exact.
+    """
+    ds = EpochBatches(dataset, sampler, epoch)
+    if start >= len(ds):
+        return iter(())
+    w = default_workers(len(dataset)) if workers is None else int(workers)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=range(start, len(ds)), num_workers=w,
+                                         collate_fn=_identity, pin_memory=pin_memory,
+                                         prefetch_factor=2 if w > 0 else None)
+    return iter(loader)
+
+
+class _UtteranceFeatures(torch.utils.data.Dataset):
+    """Item ``k`` -> the padded batch of ``chunks[k]`` (features from ``store`` or from the audio)."""
+
+    def __init__(self, corpus, chunks, features: FeatureConfig, normalized: bool, store):
+        self.corpus, self.chunks, self.features = corpus, chunks, features
+        self.normalized, self.store = normalized, store
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def _one(self, u: Utterance) -> torch.Tensor:
+        if self.store is not None:
+            return self.store.get(u.id)
+        wave = read_audio(self.corpus.audio_path(u), sample_rate=self.features.sample_rate)
+        return log_mel(wave, self.features, normalized=self.normalized)
+
+    def __getitem__(self, k: int):
+        chunk = self.chunks[k]
+        fs = [self._one(u) for u in chunk]
+        T = max(f.shape[1] for f in fs)
+        x = torch.zeros(len(fs), self.features.n_mels, T)
+        for b, f in enumerate(fs):
+            x[b, :, :f.shape[1]] = f
+        return x, torch.tensor([f.shape[1] for f in fs], dtype=torch.long), list(chunk)
+
+
+def iter_feature_batches(corpus, utterances: Sequence[Utterance], features: FeatureConfig, batch_size: int = 8,
+                         *, normalized: bool = True, sort: bool = True, store=None, workers: int = 0
+                         ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[Utterance]]]:
+    """Padded batches ``(feats (B, n_mels, T), lengths (B,), utterances)`` for analysis passes.
+
+    ``sort``: length-sorted by ``(duration, id)`` (less padding), else in the given order. Features come
+    from ``store`` (a :func:`load_features` result; must be normalised) or are computed from the audio
+    per batch (``normalized=False``: the raw log-mel, before per-utterance normalisation). Memory holds
+    one batch at a time (``workers`` > 0: a few, prefetched by ``DataLoader`` worker processes).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if store is not None and not normalized:
+        raise ValueError("a feature store holds normalised features; pass store=None for normalized=False")
+    order = sorted(utterances, key=lambda u: (u.duration, u.id)) if sort else list(utterances)
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    ds = _UtteranceFeatures(corpus, chunks, features, normalized, store)
+    if workers <= 0:
+        for k in range(len(ds)):
+            yield ds[k]
+        return
+    yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=int(workers), collate_fn=_identity,
+                                           prefetch_factor=2)
