@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["atomic_write", "write_text_atomic", "write_bytes_atomic", "write_json_atomic", "read_json",
            "read_jsonl", "jsonable", "fsync_dir", "progress_enabled", "progress", "TMP_SUFFIX",
-           "remove_stale_temp"]
+           "remove_stale_temp", "atomic_dir"]
 
 #: Suffix of every temp file the helpers write (``remove_stale_temp`` cleans them up).
 TMP_SUFFIX = ".tmp"
@@ -154,3 +154,123 @@ def remove_stale_temp(folder) -> list[Path]:
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
+
+
+# ------------------------------------------------------------------------------ all-or-nothing folders
+PARTIAL_SUFFIX = ".partial"
+
+
+def _lock_dir(path: Path) -> int | None:
+    """An exclusive ``flock`` on a folder (its fd, or ``None`` when another process holds it)."""
+    import fcntl
+
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_stale_partials(parent: Path, name: str, keep: Path | None = None) -> None:
+    """Delete ``.<name>.*.partial`` folders whose writer is gone (nobody holds their lock)."""
+    import shutil
+
+    for p in parent.glob(f".{name}.*{PARTIAL_SUFFIX}"):
+        if p.is_dir() and not p.is_symlink() and p != keep:
+            fd = _lock_dir(p)
+            if fd is not None:
+                try:
+                    shutil.rmtree(p, ignore_errors=True)
+                finally:
+                    os.close(fd)
+
+
+def _is_nonempty_dir(path: Path) -> bool:
+    try:
+        return any(os.scandir(path))
+    except NotADirectoryError:
+        return True
+    except FileNotFoundError:
+        return False
+
+
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def atomic_dir(out, *, force: bool = False, resumable: bool = False, error: type[Exception] = ValueError):
+    """Build a folder all or nothing (``docs/method.md`` § Reliability): yields a temporary folder beside
+    ``out`` (``.<name>.<random>.partial``) to write into; when the ``with`` block succeeds it is renamed
+    to ``out`` (and the parent fsynced), so ``out`` only ever appears complete.
+
+    * An existing non-empty ``out`` is refused (``error`` naming it) unless ``force``; with ``force``
+      it is replaced: old renamed aside, new renamed in, old deleted. An existing empty folder is
+      replaced without ``force``. A file at ``out`` is always refused.
+    * On failure (any exception, Ctrl-C included) the temporary folder is deleted and ``out`` is as it
+      was; folders created above it are removed again.
+    * ``resumable``: the temporary folder has a fixed name (``.<name>.partial``) and is kept on
+      failure, so the next call for the same ``out`` continues where it stopped (``synth``).
+
+    Every temporary folder is ``flock``-ed while in use: a second writer of the same resumable
+    ``out`` gets ``error``, and partial folders of killed writers are removed on the next call.
+    """
+    import secrets
+    import shutil
+
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise error(f"{out}: exists and is not a folder")
+    if _is_nonempty_dir(out) and not force:
+        raise error(f"{out}: exists and is not empty; choose a new folder, or pass --force (force=True) "
+                    f"to replace it")
+    parent = out.absolute().parent
+    created = []
+    for p in [parent, *parent.parents]:
+        if p.exists():
+            break
+        created.append(p)
+    parent.mkdir(parents=True, exist_ok=True)
+    if resumable:
+        tmp = parent / f".{out.name}{PARTIAL_SUFFIX}"
+        if tmp.is_symlink() or (tmp.exists() and not tmp.is_dir()):
+            raise error(f"{tmp}: exists and is not a folder (remove it)")
+        tmp.mkdir(exist_ok=True)
+    else:
+        _remove_stale_partials(parent, out.name)
+        tmp = parent / f".{out.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        tmp.mkdir()
+    fd = _lock_dir(tmp)
+    if fd is None:
+        raise error(f"{out}: another process is writing it (into {tmp}); wait for it to finish")
+    try:
+        try:
+            yield tmp
+            fsync_dir(tmp)
+            old = None
+            if out.exists():
+                if _is_nonempty_dir(out) and not force:  # appeared while we were building
+                    raise error(f"{out}: appeared (not empty) while it was being built; nothing replaced")
+                old = parent / f".{out.name}.{secrets.token_hex(4)}.old"
+                os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except OSError as e:
+                if old is not None:
+                    os.rename(old, out)
+                raise error(f"{out}: could not move the finished folder into place ({e.strerror or e})") from None
+            fsync_dir(parent)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            if not resumable:
+                shutil.rmtree(tmp, ignore_errors=True)
+                for p in created:  # innermost first
+                    try:
+                        p.rmdir()
+                    except OSError:
+                        break
+            raise
+    finally:
+        os.close(fd)

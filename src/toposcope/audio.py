@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-__all__ = ["SAMPLE_RATE", "AudioError", "read_audio", "read_raw", "write_wav", "resample"]
+__all__ = ["SAMPLE_RATE", "AudioError", "read_audio", "read_raw", "write_wav", "resample", "audio_info"]
 
 SAMPLE_RATE = 16000
 
@@ -56,17 +56,36 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndar
     return resample_poly(wave, sr_out // g, sr_in // g).astype(np.float32)
 
 
-def read_raw(path) -> tuple[np.ndarray, int]:
-    """Read any soundfile-readable file as float32 ``(samples, channels)`` and its rate.
+def audio_info(path):
+    """``soundfile.info`` of a file whose header fields were checked against the file
+    (:func:`toposcope.validation.check_audio_header`): impossible rates, channel counts or frame
+    counts are an :class:`AudioError` naming the file before any sample is read."""
+    from .validation import check_audio_header
 
-    Missing, unreadable, truncated (WAV data chunk or header frame count) and empty files are an
-    :class:`AudioError` naming the file; the rate and channel count are the caller's to check.
-    """
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: audio file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, expected an audio file")
     try:
         info = sf.info(str(path))
+    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
+        raise AudioError(f"{path}: unreadable audio ({e})") from None
+    check_audio_header(path, samplerate=info.samplerate, channels=info.channels, frames=info.frames,
+                       subtype=info.subtype, error=AudioError)
+    return info
+
+
+def read_raw(path) -> tuple[np.ndarray, int]:
+    """Read any soundfile-readable file as float32 ``(samples, channels)`` and its rate.
+
+    Missing, unreadable, truncated (WAV data chunk or header frame count), empty files and headers
+    that cannot be true (:func:`audio_info`) are an :class:`AudioError` naming the file; whether the
+    rate and channel count suit is the caller's to check.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    try:
         wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
         raise AudioError(f"{path}: unreadable audio ({e})") from None

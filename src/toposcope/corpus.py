@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from .phones import PHONE_SET
+from .validation import check_relative_path, finite_time, is_number, iter_manifest
 
 __all__ = [
     "CorpusError", "Segment", "Utterance", "Corpus", "validate_segments", "read_manifest",
@@ -35,7 +36,8 @@ class CorpusError(ValueError):
 
 def validate_segments(segments: Sequence[Segment], duration: float, where: str, *,
                       labels: frozenset[str] | None = PHONE_SET, kind: str = "phones") -> None:
-    """Check ``[start, end, label]`` segments: sorted, non-overlapping, inside ``[0, duration]``,
+    """Check ``[start, end, label]`` segments: finite numbers, sorted, non-overlapping, inside
+    ``[0, duration]`` (starts never below 0; ends up to ``TIME_TOLERANCE`` past ``duration``),
     positive length, known labels (``labels=None`` skips the label check)."""
     prev_end = 0.0
     for k, seg in enumerate(segments):
@@ -46,9 +48,11 @@ def validate_segments(segments: Sequence[Segment], duration: float, where: str, 
             raise CorpusError(f"{where}: {kind}[{k}] has an empty or non-string label {lab!r}")
         if labels is not None and lab not in labels:
             raise CorpusError(f"{where}: {kind}[{k}] has unknown label {lab!r}")
-        if not (isinstance(s, (int, float)) and isinstance(e, (int, float))):
+        if not (is_number(s) and is_number(e)):
             raise CorpusError(f"{where}: {kind}[{k}] times must be numbers, got {s!r}, {e!r}")
-        if s < -TIME_TOLERANCE or e > duration + TIME_TOLERANCE:
+        s = finite_time(s, where, f"{kind}[{k}] {lab!r} start", CorpusError)
+        e = finite_time(e, where, f"{kind}[{k}] {lab!r} end", CorpusError)
+        if s < 0 or e > duration + TIME_TOLERANCE:
             raise CorpusError(
                 f"{where}: {kind}[{k}] {lab!r} [{s:.3f}, {e:.3f}] s lies outside the audio [0, {duration:.3f}] s")
         if e <= s:
@@ -82,16 +86,23 @@ class Utterance:
         missing = [k for k in ("id", "audio", "speaker", "text", "duration", "phones") if k not in d]
         if missing:
             raise CorpusError(f"{where}: missing field(s) {', '.join(missing)}")
-        seg = lambda xs: None if xs is None else [(float(a), float(b), str(c)) for a, b, c in xs]  # noqa: E731
-        try:
-            return cls(
-                id=str(d["id"]), audio=str(d["audio"]), speaker=str(d["speaker"]), text=str(d["text"]),
-                duration=float(d["duration"]), phones=seg(d["phones"]), words=seg(d.get("words")),
-                split=d.get("split"), source_phones=seg(d.get("source_phones")),
-                extra={k: v for k, v in d.items() if k not in _KNOWN},
-            )
-        except (TypeError, ValueError) as e:
-            raise CorpusError(f"{where}: malformed field ({e})") from None
+        for k in ("id", "speaker"):  # numbers are accepted as names (converted to str)
+            if not (isinstance(d[k], str) or (is_number(d[k]) and isinstance(d[k], int))):
+                raise CorpusError(f"{where}: malformed field ({k} must be a string, got {type(d[k]).__name__})")
+        for k in ("audio", "text"):
+            if not isinstance(d[k], str):
+                raise CorpusError(f"{where}: malformed field ({k} must be a string, got {type(d[k]).__name__})")
+        if d.get("split") is not None and not isinstance(d["split"], str):
+            raise CorpusError(f"{where}: malformed field (split must be a string, got {type(d['split']).__name__})")
+        if not is_number(d["duration"]):
+            raise CorpusError(f"{where}: malformed field (duration must be a number, got {d['duration']!r:.40})")
+        return cls(
+            id=str(d["id"]), audio=d["audio"], speaker=str(d["speaker"]), text=d["text"],
+            duration=finite_time(d["duration"], where, "duration", CorpusError),
+            phones=_segments(d["phones"], where, "phones"), words=_segments(d.get("words"), where, "words"),
+            split=d.get("split"), source_phones=_segments(d.get("source_phones"), where, "source_phones"),
+            extra={k: v for k, v in d.items() if k not in _KNOWN},
+        )
 
     def to_dict(self) -> dict:
         d = {"id": self.id, "audio": self.audio, "speaker": self.speaker, "text": self.text,
@@ -112,8 +123,10 @@ class Utterance:
             raise CorpusError(f"{where}: empty id")
         if not self.text.strip():
             raise CorpusError(f"{where}: empty transcript")
-        if not (self.duration > 0):
+        duration = finite_time(self.duration, where, "duration", CorpusError)
+        if not (duration > 0):
             raise CorpusError(f"{where}: duration must be > 0, got {self.duration}")
+        check_relative_path(self.audio, where, CorpusError)
         if not self.phones:
             raise CorpusError(f"{where}: no phone segments")
         if self.split is not None and self.split not in SPLITS:
@@ -123,27 +136,36 @@ class Utterance:
             validate_segments(self.words, self.duration, where, labels=None, kind="words")
 
 
-def read_manifest(path) -> list[Utterance]:
-    """Parse and validate a manifest file; duplicate ids are an error."""
-    path = Path(path)
-    if not path.exists():
-        raise CorpusError(f"{path}: manifest not found (a corpus directory holds {MANIFEST} and audio/)")
-    utts, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{where}: invalid JSON ({e.msg})") from None
-            u = Utterance.from_dict(d, where)
-            u.validate(where)
-            if u.id in seen:
-                raise CorpusError(f"{where}: duplicate utterance id {u.id!r}")
-            seen.add(u.id)
-            utts.append(u)
+def _segments(xs, where: str, kind: str) -> list[Segment] | None:
+    """A manifest's ``[[start, end, label], ...]`` as tuples (``None`` stays ``None``); wrong shapes
+    and types are a :class:`CorpusError` (values are checked by :func:`validate_segments`)."""
+    if xs is None:
+        return None
+    if not isinstance(xs, (list, tuple)):
+        raise CorpusError(f"{where}: malformed field ({kind} must be a list of [start_s, end_s, label], "
+                          f"got {type(xs).__name__})")
+    out = []
+    for k, seg in enumerate(xs):
+        if not isinstance(seg, (list, tuple)) or len(seg) != 3:
+            raise CorpusError(f"{where}: malformed field ({kind}[{k}] must be [start_s, end_s, label], "
+                              f"got {seg!r:.60})")
+        s, e, lab = seg
+        if not (is_number(s) and is_number(e)) or not isinstance(lab, str):
+            raise CorpusError(f"{where}: malformed field ({kind}[{k}] must be [number, number, string], "
+                              f"got {seg!r:.60})")
+        out.append((finite_time(s, where, f"{kind}[{k}] start", CorpusError),
+                    finite_time(e, where, f"{kind}[{k}] end", CorpusError), lab))
+    return out
+
+
+def read_manifest(path, root=None) -> list[Utterance]:
+    """Parse and validate a manifest file (:func:`toposcope.validation.iter_manifest`, the parser
+    ``toposcope check`` uses too); the first bad line raises its :class:`CorpusError`."""
+    utts = []
+    for _, u in iter_manifest(path, root):
+        if isinstance(u, CorpusError):
+            raise u
+        utts.append(u)
     return utts
 
 

@@ -264,8 +264,10 @@ def test_nothing_imported_is_an_error(tmp_path):
     write_timit_utt(root / "TRAIN" / "DR1" / "FCJF0" / "SA1", txt=None)
     with pytest.raises(ImporterError, match="nothing imported; 1 skipped"):
         import_timit(root, tmp_path / "out", skip_bad=True, progress=False)
+    assert not (tmp_path / "out").exists()  # all or nothing: a failed import leaves no folder behind
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ImporterError, match="no TIMIT files"):
-        import_timit(tmp_path / "out", tmp_path / "o2", progress=False)
+        import_timit(tmp_path / "empty", tmp_path / "o2", progress=False)
 
 
 # ------------------------------------------------------------------------------------ TextGrid

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..validation import fraction_arg
+
 HELP = "force-align own audio + transcripts with pocketsphinx into a native corpus"
 DESCRIPTION = ("Align DIR/<id>.wav with the transcripts in FILE ('id<TAB>text[<TAB>speaker]' lines or JSONL "
                "with id, text, speaker?, audio?) using pocketsphinx's en-us model and dictionary. Utterances "
@@ -15,8 +17,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--speaker", metavar="NAME", help="speaker where FILE gives none (default: DIR's name)")
     parser.add_argument("--dict", metavar="FILE", help="pronunciation dictionary (default: pocketsphinx's cmudict)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad utterances and report them")
-    parser.add_argument("--valid-fraction", type=float, default=0.1, metavar="F")
-    parser.add_argument("--test-fraction", type=float, default=0.1, metavar="F")
+    parser.add_argument("--valid-fraction", type=fraction_arg, default=0.1, metavar="F")
+    parser.add_argument("--test-fraction", type=fraction_arg, default=0.1, metavar="F")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT when it exists and is not empty (atomically, once the alignment succeeded)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -26,6 +30,6 @@ def run(args) -> int:
 
     result = align_corpus(args.audio, args.transcripts, args.out, speaker=args.speaker, skip_bad=args.skip_bad,
                           valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
-                          dictionary=args.dict, progress=not args.no_progress)
+                          dictionary=args.dict, progress=not args.no_progress, force=args.force)
     print_import_result(result)
     return 0

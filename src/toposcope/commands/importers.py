@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..validation import fraction_arg
+
 HELP = "import a real corpus (TIMIT, TextGrid, Festival .lab) into the native corpus format"
 DESCRIPTION = ("Import TIMIT (LDC or NLTK-sample layout, NIST SPHERE audio), wav + Praat TextGrid pairs "
                "(e.g. Montreal Forced Aligner output) or Festival/ESPS .lab files into OUT/manifest.jsonl "
                "+ OUT/audio (16 kHz mono WAV). Bad input stops the import with an error naming the file, "
-               "or with --skip-bad is skipped and listed (also in OUT/skipped.jsonl).")
+               "or with --skip-bad is skipped and listed (also in OUT/skipped.jsonl). All or nothing: OUT "
+               "appears only when the import succeeds; an existing non-empty OUT needs --force.")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -16,9 +19,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="OUT", help="corpus directory to write")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad utterances and report them (default: stop at the first)")
-    p.add_argument("--valid-fraction", type=float, default=0.1, metavar="F",
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT when it exists and is not empty (atomically, once the import succeeded)")
+    p.add_argument("--valid-fraction", type=fraction_arg, default=0.1, metavar="F",
                    help="fraction of speakers held out for validation (default 0.1)")
-    p.add_argument("--test-fraction", type=float, default=0.1, metavar="F",
+    p.add_argument("--test-fraction", type=fraction_arg, default=0.1, metavar="F",
                    help="fraction of speakers held out for test where the source has no test split (default 0.1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -43,7 +48,7 @@ def run(args) -> int:
     from ..importers.common import print_import_result
 
     kw = dict(skip_bad=args.skip_bad, valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
-              progress=not args.no_progress)
+              progress=not args.no_progress, force=args.force)
     if args.format == "timit":
         result = import_timit(args.src, args.out, **kw)
     elif args.format == "textgrid":

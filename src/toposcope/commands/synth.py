@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from ..validation import count_arg, positive_arg
+
 HELP = "synthesize the embedded default corpus (Festival/Flite voices, exact phone timings)"
 DESCRIPTION = (
     "Synthesize a phone-aligned speech corpus locally from Debian packages (festival, flite, "
     "fortunes): 16 kHz WAV + manifest.jsonl (SPEC §2.1). Whole voices are held out for the test "
-    "split, unseen sentences for valid. Deterministic for a seed; re-running resumes."
+    "split, unseen sentences for valid. Deterministic for a seed; re-running resumes. All or nothing: "
+    "the corpus is built in .OUT.partial beside OUT and renamed when complete."
 )
 
 
 def add_arguments(parser) -> None:
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--utterances", type=int, default=None, metavar="N", help="number of utterances")
-    size.add_argument("--hours", type=float, default=None, metavar="H",
+    size.add_argument("--utterances", type=count_arg(3), default=None, metavar="N", help="number of utterances")
+    size.add_argument("--hours", type=positive_arg, default=None, metavar="H",
                       help="approximate hours of audio (default: 1 when neither is given)")
     parser.add_argument("--out", metavar="DIR", help="corpus directory to write (required unless --list-voices)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--jobs", type=int, default=None, metavar="J", help="parallel jobs (default: all cores)")
+    parser.add_argument("--seed", type=count_arg(0), default=0, help="random seed (default 0)")
+    parser.add_argument("--jobs", type=count_arg(1), default=None, metavar="J", help="parallel jobs (default: all cores)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT when it is a non-empty folder that is not a synthesized corpus")
     parser.add_argument("--voices", default=None, metavar="V1,V2",
                         help="comma-separated voice names (default: all); see --list-voices")
     parser.add_argument("--list-voices", action="store_true", help="list the voices and exit")
@@ -35,7 +40,7 @@ def run(args) -> int:
     if not args.out:
         raise SynthError("--out DIR is required (the corpus directory to write)")
     corpus = synthesize(args.out, utterances=args.utterances, hours=args.hours, seed=args.seed,
-                        jobs=args.jobs, voices=args.voices, progress=not args.no_progress)
+                        jobs=args.jobs, voices=args.voices, progress=not args.no_progress, force=args.force)
     s = corpus.summary()
     voices = sorted({u.extra.get("voice", u.speaker) for u in corpus})
     print(f"wrote {corpus.root}: {s['utterances']} utterances, {s['hours']:.3f} h, "

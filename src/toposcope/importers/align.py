@@ -13,7 +13,6 @@ aligned with a guessed pronunciation. A failed alignment is an :class:`Alignment
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .common import (Candidate, ImporterError, ImportResult, assign_splits, chec
                                load_audio, run_import)
 from ..phones import SILENCE, map_phone
 from ..text import normalize_text
+from ..validation import check_fraction, decode_lines, parse_json
 
 __all__ = ["Aligner", "AlignmentError", "OutOfVocabularyError", "read_transcripts", "align_corpus",
            "FRAME_RATE"]
@@ -48,15 +48,14 @@ def read_transcripts(path) -> list[dict]:
         raise ImporterError(f"{path}: transcript file not found")
     out, seen = [], {}
     jsonl = path.suffix.lower() in (".jsonl", ".json")
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in decode_lines(path, ImporterError):
+        if isinstance(line, ValueError):
+            raise line
         if not line.strip() or (not jsonl and line.lstrip().startswith("#")):
             continue
         where = f"{path}:{n}"
         if jsonl or line.lstrip().startswith("{"):
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ImporterError(f"{where}: invalid JSON ({e.msg})") from None
+            d = parse_json(line, where, ImporterError)
             if not isinstance(d, dict) or "id" not in d or "text" not in d:
                 raise ImporterError(f"{where}: a JSONL transcript line needs 'id' and 'text'")
             rec = {k: str(v) for k, v in d.items() if k in ("id", "text", "speaker", "audio")}
@@ -170,7 +169,7 @@ def _find_audio(audio_dir: Path, rec: dict) -> Path | None:
 
 def align_corpus(audio_dir, transcripts, out, *, speaker: str | None = None, skip_bad: bool = False,
                  valid_fraction: float = 0.1, test_fraction: float = 0.1, dictionary: str | None = None,
-                 progress: bool = True) -> ImportResult:
+                 progress: bool = True, force: bool = False) -> ImportResult:
     """Align every transcript with its audio and write the corpus directory ``out``.
 
     Out-of-vocabulary utterances are always skipped and listed (``OUT/skipped.jsonl``); other bad
@@ -178,6 +177,8 @@ def align_corpus(audio_dir, transcripts, out, *, speaker: str | None = None, ski
     speakers, else by utterance id (deterministic hashes).
     """
     audio_dir = Path(audio_dir)
+    check_fraction(valid_fraction, "the valid fraction", ImporterError)
+    check_fraction(test_fraction, "the test fraction", ImporterError)
     if not audio_dir.is_dir():
         raise ImporterError(f"{audio_dir}: audio directory not found")
     recs = read_transcripts(transcripts)
@@ -209,4 +210,4 @@ def align_corpus(audio_dir, transcripts, out, *, speaker: str | None = None, ski
 
     cands = [Candidate(r["id"], r["where"], builder(r)) for r in recs]
     return run_import(out, cands, skip_bad=skip_bad, progress=progress, always_skip=(OutOfVocabularyError,),
-                      desc="align")
+                      desc="align", force=force)

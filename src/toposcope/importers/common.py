@@ -24,11 +24,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .._util import progress_enabled
+from .._util import atomic_dir, progress_enabled, write_text_atomic
 from ..audio import SAMPLE_RATE, AudioError, _wav_truncation, read_raw, resample, write_wav
 from ..corpus import MANIFEST, SPLITS, CorpusError, Utterance, write_manifest
 from ..phones import PHONE_SET, SILENCE, UnknownPhoneError, map_phone
 from ..text import normalize_text
+from ..validation import check_fraction, iter_manifest, parse_json
 
 __all__ = [
     "ImporterError", "read_text_file", "Candidate", "Skipped", "ImportResult", "SKIPPED", "load_audio",
@@ -93,13 +94,13 @@ def read_label_map(path) -> dict[str, str]:
     path = Path(path)
     if not path.exists():
         raise ImporterError(f"{path}: label map not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImporterError(f"{path}: unreadable label map ({e})") from None
     pairs: list[tuple[str, str, str]] = []
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ImporterError(f"{path}: invalid JSON label map ({e.msg})") from None
+        obj = parse_json(text, f"{path}: label map", ImporterError)
         if not isinstance(obj, dict):
             raise ImporterError(f"{path}: a JSON label map must be an object {{source: canonical}}")
         for k, v in obj.items():
@@ -206,6 +207,11 @@ def assign_splits(keys: Iterable[str], fractions: dict[str, float]) -> dict[str,
     Keys are ordered by :func:`speaker_hash`; each split in ``fractions`` other than ``train`` gets
     ``round(n * fraction)`` keys, at least one when there are enough keys to leave one for train.
     """
+    for split, frac in fractions.items():
+        check_fraction(frac, f"the {split} fraction", ImporterError)
+    if sum(fractions.values()) >= 1:
+        raise ImporterError(f"the split fractions ({', '.join(f'{k} {v:g}' for k, v in fractions.items())}) "
+                            f"must add up to less than 1 (the rest is train)")
     keys = sorted(set(keys), key=lambda k: (speaker_hash(k), k))
     out: dict[str, str] = {}
     n, i = len(keys), 0
@@ -213,7 +219,7 @@ def assign_splits(keys: Iterable[str], fractions: dict[str, float]) -> dict[str,
         if split == "train":
             continue
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+            raise ImporterError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
         k = int(round(n * frac))
         if frac > 0 and k == 0 and n - i >= 2:
             k = 1
@@ -255,21 +261,30 @@ class ImportResult:
 
 
 def run_import(out, candidates: Iterable[Candidate], *, skip_bad: bool = False, progress: bool = True,
-               always_skip: tuple[type, ...] = (), desc: str = "import") -> ImportResult:
-    """Build, validate and write every candidate into the corpus directory ``out``.
+               always_skip: tuple[type, ...] = (), desc: str = "import", force: bool = False) -> ImportResult:
+    """Build, validate and write every candidate into the corpus directory ``out``, all or nothing.
 
     Writes ``out/audio/<id>.wav`` (16 kHz mono PCM16), ``out/manifest.jsonl`` and, when anything
-    was skipped, ``out/skipped.jsonl``. Errors of the types in ``always_skip`` (e.g. out-of-vocabulary
-    words in ``align``) are skipped and reported even without ``skip_bad``. Raises
-    :class:`ImporterError` when nothing could be imported.
+    was skipped, ``out/skipped.jsonl``. Everything is built in a temporary folder beside ``out``
+    that is renamed to ``out`` only when the import succeeds (:func:`toposcope._util.atomic_dir`):
+    a failed import leaves no ``out`` (or the old one untouched). An existing non-empty ``out`` is
+    refused unless ``force`` (then replaced at the end). Errors of the types in ``always_skip``
+    (e.g. out-of-vocabulary words in ``align``) are skipped and reported even without ``skip_bad``.
+    Raises :class:`ImporterError` when nothing could be imported.
     """
     out = Path(out)
+    with atomic_dir(out, force=force, error=ImporterError) as tmp:
+        result = _build_corpus(tmp, out, candidates, skip_bad=skip_bad, progress=progress,
+                               always_skip=always_skip, desc=desc)
+    return result
+
+
+def _build_corpus(tmp: Path, out: Path, candidates, *, skip_bad, progress, always_skip, desc) -> ImportResult:
     cands = list(candidates)
     result = ImportResult(out)
     seen: dict[str, str] = {}
     from tqdm import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
     for c in tqdm(cands, desc=desc, unit="utt", disable=not show_progress(progress)):
         try:
             if c.id in seen:
@@ -285,19 +300,17 @@ def run_import(out, candidates: Iterable[Candidate], *, skip_bad: bool = False, 
             result.skipped.append(Skipped(c.id, c.source, str(e)))
             continue
         seen[c.id] = c.source
-        write_wav(out / utt.audio, wave)
+        write_wav(tmp / utt.audio, wave)
         result.utterances.append(utt)
-    skipped_path = out / SKIPPED
-    if result.skipped:
-        with open(skipped_path, "w", encoding="utf-8") as f:
-            for s in result.skipped:
-                f.write(json.dumps(s.to_dict(), ensure_ascii=False) + "\n")
-    elif skipped_path.exists():
-        skipped_path.unlink()
     if not result.utterances:
-        where = f"; {len(result.skipped)} skipped (see {skipped_path})" if result.skipped else ""
-        raise ImporterError(f"{out}: nothing imported{where}")
-    write_manifest(out / MANIFEST, result.utterances)
+        first = "; ".join(f"{s.id}: {s.reason}" for s in result.skipped[:3])
+        where = f"; {len(result.skipped)} skipped ({first}{'; ...' if len(result.skipped) > 3 else ''})" \
+            if result.skipped else ""
+        raise ImporterError(f"{out}: nothing imported{where}; {out} was not written")
+    if result.skipped:
+        write_text_atomic(tmp / SKIPPED, "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n"
+                                                 for s in result.skipped))
+    write_manifest(tmp / MANIFEST, result.utterances)
     return result
 
 
@@ -329,11 +342,14 @@ class CheckResult:
 
 def check_corpus(root, *, read_samples: bool = True, duration_tolerance: float = 0.01,
                  progress: bool = True) -> CheckResult:
-    """Validate a corpus directory (SPEC §2.1): every manifest line, then every audio file
-    (exists, readable, 16 kHz mono, not truncated, duration within ``duration_tolerance`` s of the
+    """Validate a corpus directory (SPEC §2.1): every manifest line (the parser of ``Corpus.load``,
+    :func:`toposcope.validation.iter_manifest`), then every audio file (exists, readable, a header
+    that can be true, 16 kHz mono, not truncated, duration within ``duration_tolerance`` s of the
     manifest). All problems are collected, not just the first."""
     import soundfile as sf
     from tqdm import tqdm
+
+    from ..audio import audio_info
 
     from ..corpus import Corpus
 
@@ -343,31 +359,15 @@ def check_corpus(root, *, read_samples: bool = True, duration_tolerance: float =
     manifest = root / MANIFEST
     if not root.is_dir():
         problems.append(f"{root}: corpus directory not found")
-    elif not manifest.exists():
-        problems.append(f"{manifest}: manifest not found")
     else:
-        seen: dict[str, int] = {}
-        with open(manifest, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{manifest}:{n}"
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as e:
-                    problems.append(f"{where}: invalid JSON ({e.msg})")
-                    continue
-                try:
-                    u = Utterance.from_dict(d, where)
-                    u.validate(where)
-                except CorpusError as e:
-                    problems.append(str(e))
-                    continue
-                if u.id in seen:
-                    problems.append(f"{where}: duplicate utterance id {u.id!r} (first on line {seen[u.id]})")
-                    continue
-                seen[u.id] = n
-                utts.append(u)
+        try:
+            for _, u in iter_manifest(manifest, root):
+                if isinstance(u, CorpusError):
+                    problems.append(str(u))
+                else:
+                    utts.append(u)
+        except CorpusError as e:  # no manifest, a folder in its place, unreadable
+            problems.append(str(e))
         if not utts and not problems:
             problems.append(f"{manifest}: the corpus is empty (no utterances)")
     for u in tqdm(utts, desc="check", unit="utt", disable=not show_progress(progress)):
@@ -377,9 +377,9 @@ def check_corpus(root, *, read_samples: bool = True, duration_tolerance: float =
             problems.append(f"{where}: audio file not found")
             continue
         try:
-            info = sf.info(str(path))
-        except Exception as e:
-            problems.append(f"{where}: unreadable audio ({e})")
+            info = audio_info(path)
+        except AudioError as e:
+            problems.append(f"{where}: {str(e).removeprefix(f'{path}: ')}")
             continue
         if info.samplerate != SAMPLE_RATE:
             problems.append(f"{where}: expected {SAMPLE_RATE} Hz audio, got {info.samplerate} Hz")

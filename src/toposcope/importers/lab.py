@@ -11,6 +11,7 @@ overrides).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..corpus import Utterance
@@ -19,6 +20,7 @@ from ..audio import SAMPLE_RATE
 from .common import (Candidate, ImporterError, ImportResult, read_text_file, check_transcript, find_sibling,
                      fold_segments, load_audio, read_label_map, run_import)
 from .textgrid import AUDIO_EXT, _splits
+from ..validation import finite_time
 
 __all__ = ["import_lab", "lab_candidates", "read_lab"]
 
@@ -46,11 +48,14 @@ def read_lab(path: Path) -> list[tuple[float, float, str]]:
             end = float(parts[0])
         except ValueError:
             raise ImporterError(f"{path}:{n}: end time {parts[0]!r} is not a number") from None
+        end = finite_time(end, f"{path}:{n}", "end time", ImporterError)
         label = parts[2].rstrip(";")
+        if end < 0:
+            raise ImporterError(f"{path}:{n}: end time {end:.3f} s is negative")
         if end <= prev and segs:
             raise ImporterError(f"{path}:{n}: end time {end:.3f} s is not after the previous end "
                                 f"{prev:.3f} s: segments are unsorted or empty")
-        if end <= prev:  # first segment ending at 0: nothing to label
+        if end <= prev:  # first segment ending exactly at 0: nothing to label
             continue
         segs.append((prev, end, label))
         prev = end
@@ -63,8 +68,12 @@ def _is_htk(lines) -> bool:
     """HTK labels (``start end label``, integer times in 100 ns units) instead of ESPS: every line
     starts with two integers and the second exceeds the first (ESPS puts a float end time first)."""
     rows = [line.split() for line in lines if line.strip()]
-    return bool(rows) and all(len(r) >= 3 and r[0].isdigit() and r[1].isdigit() and int(r[1]) > int(r[0])
-                              for r in rows)
+    return bool(rows) and all(len(r) >= 3 and _HTK_INT.fullmatch(r[0]) and _HTK_INT.fullmatch(r[1])
+                              and int(r[1]) > int(r[0]) for r in rows)
+
+
+#: HTK times: ASCII digits, at most 18 (100 ns units: 3000 years), so ``int / 1e7`` is exact enough.
+_HTK_INT = re.compile(r"[0-9]{1,18}")
 
 
 def _read_htk(path, lines):
@@ -120,8 +129,9 @@ def _builder(uid, spk, split, path, mapping):
 
 
 def import_lab(src, out, *, label_map=None, speaker: str | None = None, skip_bad: bool = False,
-               valid_fraction: float = 0.1, test_fraction: float = 0.1, progress: bool = True) -> ImportResult:
+               valid_fraction: float = 0.1, test_fraction: float = 0.1, progress: bool = True,
+               force: bool = False) -> ImportResult:
     """Import ``.lab`` + ``.wav`` + ``.txt`` triples below ``src`` into the corpus directory ``out``."""
     cands = lab_candidates(src, label_map=label_map, speaker=speaker, valid_fraction=valid_fraction,
                            test_fraction=test_fraction)
-    return run_import(out, cands, skip_bad=skip_bad, progress=progress, desc="import lab")
+    return run_import(out, cands, skip_bad=skip_bad, progress=progress, desc="import lab", force=force)

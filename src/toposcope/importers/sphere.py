@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError
+from ..validation import check_audio_header
 
 __all__ = ["SphereError", "is_sphere", "read_sphere_header", "read_sphere"]
 
 MAGIC = b"NIST_1A"
+#: A header larger than this is corrupt (real ones are 1024 bytes, rarely a few KiB).
+MAX_HEADER = 1 << 20
 
 
 class SphereError(AudioError):
@@ -88,6 +91,8 @@ def read_sphere_header(path) -> tuple[dict, int]:
                 size = int(head.split(b"\n")[1].strip())
             except (IndexError, ValueError):
                 raise SphereError(f"{path}: malformed SPHERE header size") from None
+            if not 16 <= size <= MAX_HEADER:
+                raise SphereError(f"{path}: SPHERE header size {size} cannot be true (allowed 16..{MAX_HEADER})")
             f.seek(0)
             raw = f.read(max(size, 16))
     except OSError as e:
@@ -95,6 +100,16 @@ def read_sphere_header(path) -> tuple[dict, int]:
     if len(raw) < size:
         raise SphereError(f"{path}: truncated SPHERE header ({len(raw)} of {size} bytes)")
     return _parse_header(raw, path)
+
+
+def _int_field(fields: dict, name: str, path, default: int | None = None) -> int:
+    """An integer header field (``-i``; a whole ``-r`` is accepted); anything else names the field."""
+    v = fields.get(name, default)
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int):
+        raise SphereError(f"{path}: SPHERE header field {name} must be an integer, got {v!r:.40}")
+    return v
 
 
 def read_sphere(path) -> tuple[np.ndarray, int]:
@@ -110,13 +125,18 @@ def read_sphere(path) -> tuple[np.ndarray, int]:
     for req in ("sample_count", "sample_rate"):
         if req not in fields:
             raise SphereError(f"{path}: SPHERE header lacks {req}")
-    count, rate = int(fields["sample_count"]), int(fields["sample_rate"])
-    channels = int(fields.get("channel_count", 1))
-    nbytes = int(fields.get("sample_n_bytes", 2))
+    count, rate = _int_field(fields, "sample_count", path), _int_field(fields, "sample_rate", path)
+    channels = _int_field(fields, "channel_count", path, 1)
+    nbytes = _int_field(fields, "sample_n_bytes", path, 2)
     order = str(fields.get("sample_byte_format", "01" if nbytes == 2 else "1"))
-    if rate <= 0 or count < 0 or channels < 1:
-        raise SphereError(f"{path}: bad SPHERE header (sample_rate={rate}, sample_count={count}, "
-                          f"channel_count={channels})")
+    if nbytes not in (1, 2):
+        raise SphereError(f"{path}: unsupported sample_n_bytes {nbytes} (allowed: 1, 2)")
+    # sizes against the file before reading anything (a sample_count of 10^15 is an error, not a MemoryError)
+    check_audio_header(path, samplerate=rate, channels=channels, frames=count, subtype=None, error=SphereError)
+    have = max(0, path.stat().st_size - size)
+    if count * channels * nbytes > have:
+        raise SphereError(f"{path}: truncated SPHERE audio: header promises {count} samples x {channels} "
+                          f"channel(s) ({count * channels * nbytes} bytes) but only {have} bytes follow the header")
     if nbytes == 2:
         if order == "01":
             dtype = np.dtype("<i2")

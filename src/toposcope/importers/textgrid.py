@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..corpus import Utterance
 from ..audio import SAMPLE_RATE
+from ..validation import finite_time
 from .common import (Candidate, ImporterError, ImportResult, read_text_file, assign_splits, check_transcript,
                      find_sibling, fold_segments, load_audio, read_label_map, run_import)
 
@@ -48,13 +49,26 @@ def read_textgrid_tiers(path: Path, tier: str | None):
     t = tg.getTier(ptier)
     if not hasattr(t, "entries") or t.__class__.__name__ != "IntervalTier":
         raise ImporterError(f"{path}: tier {ptier!r} is not an interval tier")
-    phones = [(float(e.start), float(e.end), str(e.label)) for e in t.entries]
+    phones = _intervals(path, ptier, t.entries)
     words = None
     wname = next((lower[n] for n in WORD_TIERS if n in lower and lower[n] != ptier), None)
     if wname is not None and tg.getTier(wname).__class__.__name__ == "IntervalTier":
-        words = [(float(e.start), float(e.end), str(e.label).strip()) for e in tg.getTier(wname).entries
-                 if str(e.label).strip().lower() not in _WORD_SILENCE]
-    return phones, words, float(tg.maxTimestamp)
+        words = [(s, e, lab.strip()) for s, e, lab in _intervals(path, wname, tg.getTier(wname).entries)
+                 if lab.strip().lower() not in _WORD_SILENCE]
+    return phones, words, finite_time(tg.maxTimestamp, str(path), "xmax", ImporterError)
+
+
+def _intervals(path, tier: str, entries) -> list[tuple[float, float, str]]:
+    """Interval tier entries as ``(start, end, label)``: finite times, ``0 <= start < end``."""
+    out = []
+    for k, e in enumerate(entries):
+        where = f"{path} (tier {tier!r}, interval {k + 1})"
+        s = finite_time(e.start, where, "start", ImporterError)
+        t = finite_time(e.end, where, "end", ImporterError)
+        if s < 0 or t <= s:
+            raise ImporterError(f"{where}: times [{s:g}, {t:g}] s are not 0 <= start < end")
+        out.append((s, t, str(e.label)))
+    return out
 
 
 def textgrid_candidates(src, *, tier: str | None = None, label_map=None, speaker: str | None = None,
@@ -123,8 +137,8 @@ def _builder(uid, spk, split, path, audio, tier, mapping):
 
 def import_textgrid(src, out, *, tier: str | None = None, label_map=None, speaker: str | None = None,
                     skip_bad: bool = False, valid_fraction: float = 0.1, test_fraction: float = 0.1,
-                    progress: bool = True) -> ImportResult:
+                    progress: bool = True, force: bool = False) -> ImportResult:
     """Import wav + TextGrid pairs below ``src`` into the corpus directory ``out``."""
     cands = textgrid_candidates(src, tier=tier, label_map=label_map, speaker=speaker,
                                 valid_fraction=valid_fraction, test_fraction=test_fraction)
-    return run_import(out, cands, skip_bad=skip_bad, progress=progress, desc="import textgrid")
+    return run_import(out, cands, skip_bad=skip_bad, progress=progress, desc="import textgrid", force=force)

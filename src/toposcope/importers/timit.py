@@ -16,11 +16,13 @@ are kept in ``source_phones``. Ids are ``<speaker>_<utterance>`` in lower case (
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..corpus import Utterance
 from ..phones import TIMIT_MAP
 from ..audio import SAMPLE_RATE
+from ..validation import check_fraction
 from .common import (Candidate, ImporterError, ImportResult, read_text_file, assign_splits, check_transcript,
                      fold_segments, load_audio, run_import)
 
@@ -29,6 +31,7 @@ __all__ = ["import_timit", "timit_candidates", "read_sample_segments", "read_tim
 #: TIMIT's own silence-ish labels are mapped by TIMIT_MAP; only these count as silence here.
 _TIMIT_SILENCE = frozenset({"h#", "pau", "epi"})
 _EXTS = (".phn", ".wav", ".wrd", ".txt", ".sph")
+_SAMPLE = re.compile(r"[0-9]{1,15}")
 
 
 def read_sample_segments(path: Path, rate: int) -> list[tuple[float, float, str]]:
@@ -44,10 +47,12 @@ def read_sample_segments(path: Path, rate: int) -> list[tuple[float, float, str]
         parts = line.split()
         if len(parts) != 3:
             raise ImporterError(f"{path}:{n}: expected 'start_sample end_sample label', got {line!r}")
-        try:
-            s, e = int(parts[0]), int(parts[1])
-        except ValueError:
-            raise ImporterError(f"{path}:{n}: sample indices must be integers, got {line!r}") from None
+        if not (_SAMPLE.fullmatch(parts[0]) and _SAMPLE.fullmatch(parts[1])):
+            raise ImporterError(f"{path}:{n}: sample indices must be integers >= 0 (at most 15 digits), "
+                                f"got {line!r:.80}")
+        s, e = int(parts[0]), int(parts[1])
+        if e <= s:
+            raise ImporterError(f"{path}:{n}: end sample {e} is not after start sample {s}")
         segs.append((s / rate, e / rate, parts[2]))
     if not segs:
         raise ImporterError(f"{path}: no segments")
@@ -92,6 +97,8 @@ def _layout(rel: Path) -> tuple[str, str | None]:
 def timit_candidates(src, *, valid_fraction: float = 0.1, test_fraction: float = 0.1) -> list[Candidate]:
     """One :class:`Candidate` per utterance (a ``.phn`` file, or an audio file lacking one)."""
     src = Path(src)
+    check_fraction(valid_fraction, "the valid fraction", ImporterError)
+    check_fraction(test_fraction, "the test fraction", ImporterError)
     if not src.is_dir():
         raise ImporterError(f"{src}: TIMIT directory not found")
     files = sorted(p for p in src.rglob("*") if p.is_file())
@@ -162,7 +169,7 @@ def _builder(uid, speaker, split, group, stem):
 
 
 def import_timit(src, out, *, skip_bad: bool = False, valid_fraction: float = 0.1,
-                 test_fraction: float = 0.1, progress: bool = True) -> ImportResult:
+                 test_fraction: float = 0.1, progress: bool = True, force: bool = False) -> ImportResult:
     """Import a TIMIT tree (LDC or NLTK-sample layout) into the corpus directory ``out``."""
     cands = timit_candidates(src, valid_fraction=valid_fraction, test_fraction=test_fraction)
-    return run_import(out, cands, skip_bad=skip_bad, progress=progress, desc="import timit")
+    return run_import(out, cands, skip_bad=skip_bad, progress=progress, desc="import timit", force=force)

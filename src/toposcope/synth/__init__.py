@@ -23,8 +23,13 @@ Plan (deterministic for a seed, and prefix-stable: utterance ``i`` depends only 
   small corpora still hold every voice; test sentences come from their own pool too;
 * each utterance draws a rate and a pitch factor; ``(voice, rate, pitch)`` is its ``speaker``.
 
-Resumable: each finished utterance is its WAV plus a JSON sidecar under ``<out>/.synth/``; a
-re-run skips utterances whose sidecar matches the plan and only assembles the manifest.
+All or nothing, and resumable (``docs/bad-inputs.md``): the corpus is built in ``.<out>.partial``
+beside ``out`` and renamed to ``out`` when complete, so ``out`` only ever appears whole. Each
+finished utterance is its WAV plus a JSON sidecar under ``.synth/``; an interrupted or failed
+synthesis keeps the partial folder, and the next call for the same ``out`` continues in it. A
+synthesis into an earlier synthesized corpus (a folder holding ``.synth/``) reuses every utterance
+that matches the plan (hard links) and then replaces the folder atomically; a corpus that already
+is the plan is returned untouched. Any other non-empty ``out`` is refused unless ``force``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -41,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .._util import progress_enabled, write_text_atomic
+from .._util import atomic_dir, progress_enabled, write_text_atomic
 from ..audio import SAMPLE_RATE, write_wav
 from ..corpus import MANIFEST, Corpus, Utterance, write_manifest
 from ..phones import FESTIVAL_MAP, SILENCE, map_phone
@@ -223,10 +229,11 @@ def _load_done(out: Path, p: PlannedUtterance) -> dict | None:
     side = out / _SIDE / f"{p.id}.json"
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if data.get("key") != p.key or not (out / data["utterance"]["audio"]).exists():
-        return None
+        if data.get("key") != p.key or data["utterance"]["audio"] != f"audio/{p.id}.wav" \
+                or not (out / data["utterance"]["audio"]).is_file():
+            return None
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None  # a damaged sidecar: synthesize the utterance again
     return data["utterance"]
 
 
@@ -235,20 +242,67 @@ def _load_done(out: Path, p: PlannedUtterance) -> dict | None:
 # ----------------------------------------------------------------------------- synthesis
 
 def synthesize(out, *, utterances: int | None = None, hours: float | None = None, seed: int = 0,
-               jobs: int | None = None, voices=None, progress: bool = True) -> Corpus:
+               jobs: int | None = None, voices=None, progress: bool = True, force: bool = False) -> Corpus:
     """Synthesize the embedded default corpus into ``out`` and return ``Corpus.load(out)``.
 
     ``utterances`` or ``hours`` (approximate; default 1 hour) sets the size; ``voices`` restricts
     the voices (names from :data:`VOICES`); ``jobs`` worker processes (default: all cores).
+    All or nothing and resumable (see the module docstring); ``force`` replaces a non-empty ``out``
+    that is not a synthesized corpus.
     """
     out = Path(out)
     plan = plan_corpus(utterances=utterances, hours=hours, seed=seed, voices=voices)
     check_voices(sorted({p.speaker.voice for p in plan}, key=lambda v: v.name))
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer))):
+        raise SynthError(f"jobs must be an integer >= 1, got {jobs!r}")
     jobs = cpu_count() if jobs is None else int(jobs)
     if jobs < 1:
         raise SynthError(f"jobs must be >= 1, got {jobs}")
-    if out.exists() and not out.is_dir():
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise SynthError(f"{out}: exists and is not a directory")
+    earlier = (out / _SIDE).is_dir() and not out.is_symlink()
+    if earlier and _is_complete(out, plan):
+        return Corpus.load(out)
+    with atomic_dir(out, force=force or earlier, resumable=True, error=SynthError) as tmp:
+        _synthesize_into(tmp, out, plan, jobs, progress, reuse=out if earlier else None)
+    return Corpus.load(out)
+
+
+def _manifest_text(utts) -> str:
+    return "".join(json.dumps(u.to_dict(), ensure_ascii=False) + "\n" for u in utts)
+
+
+def _is_complete(out: Path, plan: list[PlannedUtterance]) -> bool:
+    """``out`` holds exactly this plan: every sidecar matches, every WAV exists, the manifest is theirs."""
+    done = [_load_done(out, p) for p in plan]
+    if any(d is None for d in done):
+        return False
+    try:
+        have = (out / MANIFEST).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return have == _manifest_text(Utterance.from_dict(d) for d in done)
+
+
+def _reuse(src: Path, dst: Path, p: PlannedUtterance) -> dict | None:
+    """Hard-link (or copy) a finished utterance of the plan from an earlier corpus ``src`` into ``dst``."""
+    d = _load_done(src, p)
+    if d is None:
+        return None
+    for rel in (d["audio"], f"{_SIDE}/{p.id}.json"):
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(src / rel, target)
+        except OSError:
+            shutil.copy2(src / rel, target)
+    return d
+
+
+def _synthesize_into(out: Path, final: Path, plan: list[PlannedUtterance], jobs: int, progress: bool,
+                     reuse: Path | None) -> None:
+    """Synthesize ``plan`` into the (partial) folder ``out``; ``final`` names the corpus in messages."""
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / _SIDE).mkdir(parents=True, exist_ok=True)
     work = out / _SIDE / "work"
@@ -258,6 +312,8 @@ def synthesize(out, *, utterances: int | None = None, hours: float | None = None
     todo: list[PlannedUtterance] = []
     for p in plan:
         d = _load_done(out, p)
+        if d is None and reuse is not None:
+            d = _reuse(reuse, out, p)
         if d is not None:
             done[p.id] = d
         else:
@@ -284,17 +340,21 @@ def synthesize(out, *, utterances: int | None = None, hours: float | None = None
                     raise
     if failures:
         if len(failures) > max(2, 0.05 * len(plan)):
-            raise SynthError(f"{out}: synthesis failed for {len(failures)} of {len(plan)} utterances, e.g. "
-                             + "; ".join(failures[:3]))
-        warnings.warn(f"{out}: skipped {len(failures)} utterance(s) the synthesizer failed on: "
-                      + "; ".join(failures[:3]), stacklevel=2)
+            raise SynthError(f"{final}: synthesis failed for {len(failures)} of {len(plan)} utterances, e.g. "
+                             + "; ".join(failures[:3]) + f" ({final} was not written; the finished "
+                             f"utterances are kept in {out} for the next run)")
+        warnings.warn(f"{final}: skipped {len(failures)} utterance(s) the synthesizer failed on: "
+                      + "; ".join(failures[:3]), stacklevel=3)
     utts = [Utterance.from_dict(done[p.id], f"{out / _SIDE / p.id}.json") for p in plan if p.id in done]
+    keep = {u.id for u in utts}
+    for f in [*(out / "audio").glob("*.wav"), *(out / _SIDE).glob("*.json")]:  # left by another plan
+        if f.stem not in keep:
+            f.unlink(missing_ok=True)
     write_manifest(out / MANIFEST, utts)
     try:
         work.rmdir()
     except OSError:
         pass
-    return Corpus.load(out)
 
 
 def _make_tasks(todo: list[PlannedUtterance], jobs: int) -> list[tuple[str, list[PlannedUtterance]]]:
