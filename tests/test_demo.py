@@ -81,3 +81,60 @@ def test_demo_plan_sizes():
     assert q.config == "tiny" and q.utterances and q.utterances <= 60
     assert full.config == "small" and full.hours >= 1.0
     assert 2 * full.train_minutes <= 12  # the two trainings leave room for the rest in 20 minutes
+
+
+def test_demo_is_a_list_of_stages_whose_done_tests_read_the_outputs(tmp_path):
+    from toposcope.demo import Stage, plan, stages
+
+    st = stages(tmp_path, plan(True), progress=False, log=lambda m: None)
+    assert tuple(s.name for s in st) == STAGES
+    assert all(isinstance(s, Stage) and callable(s.done) and callable(s.run) and s.what for s in st)
+    done = {s.name: s.done() for s in st}
+    assert not any(done.values())  # an empty folder: everything to do (the report always runs)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.jsonl").write_text("")
+    for r in ("topo", "baseline"):
+        (tmp_path / "runs" / r / "eval").mkdir(parents=True)
+        (tmp_path / "runs" / r / "eval" / "test.json").write_text("{}")
+    (tmp_path / "runs" / "topo" / "maps").mkdir()
+    for f in ("regions.json", "stats.json"):
+        (tmp_path / "runs" / "topo" / "maps" / f).write_text("{}")
+    done = {s.name: s.done() for s in st}
+    assert done["corpus"] and done["evaluate"]
+    assert not done["maps"]  # the baseline's maps are missing
+    assert not done["report"] and not done["train topo"]
+
+
+def _run_with_stats(d, cer, layers):
+    (d / "eval").mkdir(parents=True)
+    (d / "eval" / "test.json").write_text(json.dumps({"cer": cer, "wer": 2 * cer}))
+    (d / "maps").mkdir()
+    (d / "maps" / "stats.json").write_text(json.dumps({"layers": layers}))
+
+
+def test_headline_leads_with_the_phone_specific_tests_beside_the_baseline(tmp_path):
+    from toposcope.demo import format_headline, headline
+
+    def layer(share, p, i, i0, f, f0, s, s0, clustered):
+        return {"share_phone_specific": share, "label_null": {"observed": i, "mean": i0, "p": p},
+                "functional_similarity": {"observed": f, "mean": f0}, "s_bar": {"observed": s, "mean": s0},
+                "share_clustered": clustered}
+
+    _run_with_stats(tmp_path / "topo", 0.284, {"conv1": layer(0.10, 0.01, 0.13, 0.11, 0.5, 0.1, 0.8, 0.1, 0.9),
+                                               "conv2": layer(0.30, 0.20, 0.10, 0.10, 0.3, 0.1, 0.9, 0.1, 1.0)})
+    # the baseline is an old run: no label-null keys
+    _run_with_stats(tmp_path / "base", 0.270, {"conv1": {"s_bar": {"observed": 0.12, "mean": 0.1},
+                                                         "share_clustered": 0.1}})
+    head = headline(tmp_path / "topo", tmp_path / "base")
+    assert head["topo"]["phone_specific"] == {"conv1": 0.10, "conv2": 0.30}
+    assert head["topo"]["label_null_p"] == {"conv1": 0.01, "conv2": 0.20}
+    assert head["baseline"]["phone_specific"] == {} and head["baseline"]["similarity"] == {"conv1": 0.12}
+    text = format_headline(head, tmp_path / "report.html")
+    rows = {l[:34].strip(): l[34:].split() for l in text.splitlines()[3:]}
+    assert rows["test CER"] == ["28.4", "%", "27.0", "%"]
+    assert rows["phone-specific maps (mean)"] == ["20.0", "%", "n/a"]
+    assert rows["layers beyond label null (p<0.05)"] == ["1", "of", "2", "n/a"]
+    assert rows["mean Moran's I (mean)"] == ["0.115", "n/a"] and rows["under permuted labels"] == ["0.105", "n/a"]
+    assert rows["functional S̄ (mean)"] == ["0.400", "n/a"]
+    assert rows["weight S̄ (mean)"] == ["0.850", "0.120"]
+    assert "clustered" not in text  # the position-null share is map smoothness, not the headline
