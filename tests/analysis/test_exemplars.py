@@ -29,6 +29,9 @@ def _store(feats: dict):
     return SimpleNamespace(get=lambda uid: feats[uid])
 
 
+_CORPUS = SimpleNamespace(root=".", audio_path=lambda u: None)  # features come from the store
+
+
 def _utts(lengths, hop=160, sr=16000):
     out = []
     for i, n in enumerate(lengths):
@@ -63,7 +66,7 @@ def test_search_matches_brute_force_and_does_not_depend_on_batching(tiny_model):
     targets = targets_for_region("conv2", [3, 4, 11]) + [Target("filter_7", "conv1", (7,))]
     res = {}
     for bs in (1, 4):
-        res[bs] = search_exemplars(tiny_model, _store(feats), utts, targets,
+        res[bs] = search_exemplars(tiny_model, _CORPUS, utts, targets, store=_store(feats),
                                    config=ExemplarConfig(k=5, seconds=0.2, batch_size=bs), progress_bar=False)
     for t in targets:
         n = res[1].windows[t.layer]
@@ -153,7 +156,7 @@ def test_planted_filter_finds_exactly_the_planted_segments(tmp_path):
         conv.bias[0] = -5.0
     store = load_features(corpus, fc, cache=False, progress=False)
     t = Target("filter_0", "conv1", (0,))
-    res = search_exemplars(model, store, list(corpus), [t], config=ExemplarConfig(k=8, seconds=0.1),
+    res = search_exemplars(model, corpus, list(corpus), [t], store=store, config=ExemplarConfig(k=8, seconds=0.1),
                            progress_bar=False)
     ex = res.exemplars[t.key]
     planted = {(u.id, s) for u in corpus for s, _, lab in u.phones if lab == "th"}

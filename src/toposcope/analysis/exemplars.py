@@ -344,26 +344,25 @@ def phone_histogram(exemplars: Sequence, phone_seconds: dict[str, float] | None 
     return out
 
 
-def search_exemplars(model, store, utterances: Sequence, targets: Iterable[Target], *,
+def search_exemplars(model, corpus, utterances: Sequence, targets: Iterable[Target], *, store=None,
                      config: ExemplarConfig = ExemplarConfig(), progress_bar: bool = True,
                      windows: dict[str, int] | None = None) -> ExemplarResult:
-    """One pass over ``utterances`` (features from ``store.get(utt.id)``: the project's feature loader,
-    :func:`toposcope.data.load_features`) in length-sorted padded batches; model in eval mode (restored)."""
+    """One pass over ``utterances`` of ``corpus`` in length-sorted padded batches from the project's analysis
+    loader (:func:`toposcope.data.iter_feature_batches`; features from ``store``, a
+    :func:`toposcope.data.load_features` result, else computed from the audio); model in eval mode (restored)."""
+    from ..data import iter_feature_batches
+
     search = ExemplarSearch(model, targets, config=config, windows=windows)
-    utts = sorted(utterances, key=lambda u: (u.duration, u.id))
+    utts = list(utterances)
     if not utts:
         raise ValueError("no utterances to search exemplars in")
+    fcfg = model.cfg.features
     was = model.training
     model.eval()
     try:
         bar = _bar(total=len(utts), enabled=progress_bar, desc="exemplars", unit="utt")
-        for i in range(0, len(utts), config.batch_size):
-            chunk = utts[i:i + config.batch_size]
-            fs = [torch.as_tensor(store.get(u.id), dtype=torch.float32) for u in chunk]
-            x = torch.zeros(len(fs), fs[0].shape[0], max(f.shape[1] for f in fs))
-            for b, f in enumerate(fs):
-                x[b, :, :f.shape[1]] = f
-            search.update(x, [f.shape[1] for f in fs], chunk)
+        for x, lengths, chunk in iter_feature_batches(corpus, utts, fcfg, config.batch_size, store=store):
+            search.update(x, lengths, chunk)
             bar.update(len(chunk))
         bar.close()
     finally:
@@ -454,10 +453,10 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
         if max_utterances and len(utts) > max_utterances:
             idx = np.linspace(0, len(utts) - 1, int(max_utterances)).round().astype(int)
             utts = [utts[i] for i in idx]
-        store = load_features(corpus, fcfg, progress=progress)
+        store = load_features(corpus, fcfg, progress=progress, utterances=utts)
         targets = [t for l, _, r in jobs for t in targets_for_region(l, r["filters"])]
         t0 = time.perf_counter()
-        res = search_exemplars(model, store, utts, targets, config=config, progress_bar=progress)
+        res = search_exemplars(model, corpus, utts, targets, store=store, config=config, progress_bar=progress)
         search_s = time.perf_counter() - t0
         out = Path(out) if out is not None else run_dir / "exemplars"
         common = {"run": str(run_dir), "checkpoint": run.meta.get("which", checkpoint), "corpus": str(corpus.root),
