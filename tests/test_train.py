@@ -182,3 +182,134 @@ def test_wall_clock_budget_stops_and_saves(tones, tmp_path):
     ck = _params(tmp_path / "t")
     assert ck["step"] == res["step"] and ck["scheduler"]["budget_s"] == pytest.approx(0.18)
     assert (tmp_path / "t" / "checkpoints" / "best.pt").is_file()
+
+
+# -- the run folder: restart, torn metrics, stale temp files, the lock (docs/method.md § Reliability) ----------
+def test_run_killed_before_its_first_checkpoint_is_restarted_from_scratch(tones, tmp_path, capsys):
+    cfg = tiny(dropout=0.2, max_steps=3)
+    straight = tmp_path / "straight"
+    train(tones.root, straight, config=cfg, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def die_at_2(info):
+        if info["step"] == 2:
+            raise Killed  # the process dies mid-epoch: config.toml and metrics lines, no checkpoint
+
+    run = tmp_path / "killed"
+    with pytest.raises(Killed):
+        train(tones.root, run, config=cfg, progress=False, callback=die_at_2)
+    assert (run / "config.toml").is_file() and not (run / "checkpoints" / "last.pt").exists()
+    assert [l["step"] for l in lines(run, "train")] == [1, 2]
+    capsys.readouterr()
+    # --resume (and a plain re-run alike) starts it again from scratch, with a notice
+    res = train(tones.root, run, config=None, resume=True, progress=False)
+    assert "stopped before its first checkpoint; starting it again from scratch" in capsys.readouterr().err
+    assert res["step"] == 3
+    assert [l["step"] for l in lines(run, "train")] == [1, 2, 3]  # the killed attempt's lines are gone
+    a, b = _params(straight), _params(run)
+    for k in a["model"]:  # the same seed: the very same run as one never killed
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    with pytest.raises(FileExistsError, match="--resume"):  # now it has a checkpoint: not started again
+        train(tones.root, run, config=cfg, progress=False)
+
+
+def test_torn_metrics_line_and_stale_temp_files_do_not_block_resume(tones, tmp_path):
+    cfg = tiny(max_steps=5)
+
+    def ctrl_c_at_2(info):
+        if info["step"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "torn"
+    train(tones.root, run, config=cfg, progress=False, callback=ctrl_c_at_2)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "step": 3, "ct')  # killed in the middle of a write
+    stale = [run / "checkpoints" / ".last.pt.k1ll3d.tmp", run / ".config.toml.k1ll3d.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    res = train(tones.root, run, config=None, resume=True, progress=False)
+    assert res["step"] == 5
+    assert [l["step"] for l in lines(run, "train")] == [1, 2, 3, 4, 5]
+    assert not any(p.exists() for p in stale)
+
+
+def test_run_folder_is_locked_while_training_and_evaluating(tones, tmp_path):
+    import fcntl
+
+    from toposcope.evaluate import evaluate
+    from toposcope.runlock import RunLockedError
+
+    run = tmp_path / "locked"
+    train(tones.root, run, config=tiny(), max_steps=1, progress=False)
+    fd = os.open(run / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another writer holds the folder
+        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        with pytest.raises(RunLockedError, match=f"{run}.*in use"):
+            train(tones.root, run, config=None, max_steps=2, resume=True, progress=False)
+        with pytest.raises(RunLockedError, match="in use"):
+            evaluate(run, tones, split="valid", progress=False)
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+        assert cli_main(["evaluate", str(run), "--data", str(tones.root), "--no-progress"]) == 2
+    finally:
+        os.close(fd)
+    # released: both go on
+    assert train(tones.root, run, config=None, max_steps=2, resume=True, progress=False)["step"] == 2
+    assert (run / "eval" / "valid.json").exists() is False
+    evaluate(run, tones, split="valid", progress=False)
+    assert (run / "eval" / "valid.json").is_file()
+
+
+def test_train_state_round_trip_restores_everything(tmp_path):
+    from toposcope.train import Schedule, TrainState
+
+    torch.manual_seed(3)
+    cfg = tiny()
+
+    def fresh():
+        model = torch.nn.Linear(4, 3)
+        return TrainState(model, torch.optim.Adam(model.parameters(), lr=0.1), cfg,
+                          Schedule("cosine", planned_steps=10, warmup_steps=1, budget_s=60.0))
+
+    st = fresh()
+    st.model(torch.randn(5, 4)).sum().backward()
+    st.optimizer.step()
+    st.step, st.epoch, st.batch_in_epoch, st.elapsed_s, st.best_cer = 7, 2, 1, 12.5, 0.25
+    st.last_valid = {"cer": 0.3, "wer": 0.9}
+    saved = st.state_dict()
+    after_save = torch.rand(3)  # what the RNG gives next after the save point
+    assert saved["scheduler"] == {"kind": "cosine", "planned_steps": 10, "warmup_steps": 1, "elapsed_s": 12.5,
+                                  "budget_s": 60.0}
+    assert saved["world_size"] == 1 and saved["config"] == cfg.to_dict()
+    from toposcope.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "last.pt", saved)  # weights_only-loadable
+    back = fresh()
+    back.load_state_dict(load_checkpoint(tmp_path / "last.pt"))
+    assert torch.equal(torch.rand(3), after_save)
+    assert (back.step, back.epoch, back.batch_in_epoch, back.elapsed_s, back.best_cer, back.last_valid) == \
+        (7, 2, 1, 12.5, 0.25, {"cer": 0.3, "wer": 0.9})
+    for k, v in st.model.state_dict().items():
+        assert torch.equal(back.model.state_dict()[k], v)
+    assert torch.equal(back.optimizer.state_dict()["state"][0]["exp_avg"], st.optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+def test_metrics_log_is_strict_json_and_reads_past_a_torn_line(tmp_path):
+    from toposcope.train import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    for s in (1, 2, 3):
+        log.append({"kind": "train", "step": s, "loss": float("nan") if s == 2 else 1.0 / s})
+    log.close()
+    text = (tmp_path / "metrics.jsonl").read_text()
+    assert "NaN" not in text and json.loads(text.splitlines()[1])["loss"] is None
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "tr')
+    assert [l["step"] for l in MetricsLog.read(tmp_path)] == [1, 2, 3]
+    MetricsLog(tmp_path, tensorboard=False).keep_until(2)
+    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
+    assert [l["step"] for l in MetricsLog.read(tmp_path / "metrics.jsonl")] == [1, 2]
+    MetricsLog(tmp_path, enabled=False).append({"kind": "train", "step": 9})  # DDP rank > 0: writes nothing
+    assert [l["step"] for l in MetricsLog.read(tmp_path)] == [1, 2]

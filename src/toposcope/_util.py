@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 __all__ = ["atomic_write", "write_text_atomic", "write_bytes_atomic", "write_json_atomic", "read_json",
-           "read_jsonl", "jsonable", "fsync_dir", "progress_enabled", "progress", "TMP_SUFFIX",
+           "read_jsonl", "append_jsonl", "jsonable", "fsync_dir", "progress_enabled", "progress", "TMP_SUFFIX",
            "remove_stale_temp", "atomic_dir"]
 
 #: Suffix of every temp file the helpers write (``remove_stale_temp`` cleans them up).
@@ -130,6 +130,15 @@ def read_jsonl(path, *, tolerant: bool = True, missing_ok: bool = True) -> list:
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
     return out
+
+
+def append_jsonl(path, obj) -> None:
+    """Append ``obj`` to a JSON-lines file as one strict-JSON line (NaN/inf as ``null``), written with a
+    single ``write`` and flushed, so a killed writer tears at most this last line (``read_jsonl`` skips it)."""
+    line = json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
 
 
 def progress_enabled(progress: bool = True) -> bool:

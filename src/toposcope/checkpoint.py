@@ -1,4 +1,4 @@
-"""Run directories, atomic checkpoints and the tiny TOML writer (SPEC §9).
+"""Run directories, atomic checkpoints and the tiny TOML writer (docs/method.md § Reliability).
 
 A run directory ``RUN/`` holds::
 
@@ -26,7 +26,7 @@ from .config import ConfigError, RunConfig, config_from_dict, load_config
 from .model import Wav2Letter
 
 __all__ = ["Run", "load_run", "save_checkpoint", "load_checkpoint", "dump_toml", "write_text_atomic",
-           "read_run_config", "checkpoint_path", "CONFIG_FILE", "METRICS_FILE"]
+           "read_run_config", "checkpoint_path", "run_folder_state", "CONFIG_FILE", "METRICS_FILE"]
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -122,6 +122,22 @@ def checkpoint_path(run_dir, which: str = "best") -> Path:
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     return Path(run_dir) / "checkpoints" / f"{which}.pt"
+
+
+def run_folder_state(run_dir) -> str:
+    """What a training run folder holds (docs/method.md § Reliability), for ``train`` to decide how to start:
+
+    * ``"new"``: no run (absent, or neither ``config.toml`` nor ``checkpoints/``): start a run;
+    * ``"unstarted"``: a run was started but stopped before its first checkpoint (``config.toml`` or
+      ``checkpoints/``, no ``checkpoints/last.pt``): ``train`` starts it again from scratch;
+    * ``"resumable"``: ``checkpoints/last.pt`` exists: ``train --resume`` continues it.
+    """
+    p = Path(run_dir)
+    if checkpoint_path(p, "last").is_file():
+        return "resumable"
+    if (p / CONFIG_FILE).is_file() or (p / "checkpoints").is_dir():
+        return "unstarted"
+    return "new"
 
 
 def read_run_config(run_dir) -> RunConfig:

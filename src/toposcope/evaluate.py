@@ -72,10 +72,20 @@ def evaluate(run, data, split: str = "test", *, which: str = "best", batch_size:
     """CER/WER of ``run`` (a :class:`Run` or run directory) on ``split`` of corpus ``data``.
 
     Returns ``{"split", "cer", "wer", "n_utterances", "per_speaker": {spk: {"cer", "wer", "n"}},
-    "skipped", "checkpoint"}`` and writes it to ``RUN/eval/<split>.json`` when ``write``.
+    "skipped", "checkpoint"}`` and writes it to ``RUN/eval/<split>.json`` when ``write``, holding the run
+    folder's lock (:func:`toposcope.runlock.run_lock`) meanwhile.
     """
     if not isinstance(run, Run):
         run = load_run(run, which=which)
+    if write and run.path is not None:
+        from .runlock import run_lock
+
+        with run_lock(run.path, "evaluate"):
+            return _evaluate(run, data, split, batch_size=batch_size, progress=progress, write=write, device=device)
+    return _evaluate(run, data, split, batch_size=batch_size, progress=progress, write=write, device=device)
+
+
+def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, write: bool, device) -> dict:
     corpus = data if isinstance(data, Corpus) else Corpus.load(data)
     utts = corpus.split(split)
     if not utts:

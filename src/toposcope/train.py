@@ -1,4 +1,7 @@
-"""Training: CTC over graphemes + λ · topographic term, Adam, length-bucketed batches (SPEC §3, §4, §9).
+"""Training: CTC over graphemes + λ · topographic term, Adam, length-bucketed batches.
+
+The topographic term is docs/method.md § Regularizer; checkpoints, resuming and the run lock follow
+docs/method.md § Reliability.
 
 ``train(data, out, ...)`` trains a :class:`~toposcope.model.Wav2Letter` on the ``train`` split of a
 corpus directory and validates on ``valid`` (greedy decoding, CER/WER) after every epoch. It writes
@@ -7,15 +10,24 @@ the run directory (see :mod:`toposcope.checkpoint`): ``config.toml``, ``checkpoi
 
 Loss per step (global batch of ``B`` utterances with ``N`` reference characters in total)::
 
-    loss = Σ_i CTC_i / N  +  λ · Σ_layers L_layer          (L_layer: SPEC §4, reduction "sum")
+    loss = Σ_i CTC_i / N  +  λ · Σ_layers L_layer          (L_layer: docs/method.md § Regularizer, "sum")
 
 Dividing by the *global* character count (all-reduced) makes the gradient of ``P`` DDP processes,
 each holding ``B/P`` utterances padded to the global batch length, equal to one process's.
 
+Structure: :class:`TrainState` is everything a checkpoint holds (``state_dict()`` /
+``load_state_dict()``), :class:`MetricsLog` is ``metrics.jsonl`` (+ TensorBoard), and a private
+``_Trainer`` runs the loop, one optimizer step per ``_step(batch)``.
+
 Stopping and resuming:
 * ``resume=True`` restores model, optimizer, LR schedule position (step, elapsed time), all RNG
   states and the position inside the epoch; the batch order of an epoch is a pure function of
-  ``(seed, epoch)``, so a resumed run takes the very same steps as an uninterrupted one.
+  ``(seed, epoch)``, so a resumed run takes the very same steps as an uninterrupted one. Lines of
+  ``metrics.jsonl`` logged after that checkpoint, and a torn last line, are dropped.
+* A run folder whose run was killed before its first checkpoint (``config.toml``, no
+  ``checkpoints/last.pt``) is started again from scratch, with a notice, with or without ``resume``.
+* The run folder is locked while training (``RUN/.lock``; a second ``train`` or ``evaluate`` gets
+  :class:`~toposcope.runlock.RunLockedError`); temp files of killed writers are removed at start.
 * Ctrl-C (SIGINT/SIGTERM) finishes the current step, saves ``last`` and returns cleanly with
   ``stopped == "interrupted"``; a second Ctrl-C aborts at once.
 * A non-finite loss raises :class:`NonFiniteLossError` before the step is applied; no checkpoint
@@ -28,10 +40,12 @@ LR schedule: linear warmup over ``min(warmup_steps, planned // 10)`` steps, then
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -42,17 +56,21 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import distributed as D
+from ._util import append_jsonl, progress, read_jsonl, write_text_atomic
 from .checkpoint import (CONFIG_FILE, METRICS_FILE, checkpoint_path, dump_toml, load_checkpoint,
-                         read_run_config, save_checkpoint, write_text_atomic)
+                         read_run_config, run_folder_state, save_checkpoint)
 from .config import ConfigError, RunConfig, load_config
 from .corpus import Corpus, CorpusError
-from .data import BucketBatchSampler, SpeechDataset, collate, load_features, progress_enabled
+from .data import BucketBatchSampler, SpeechDataset, batch_loader, load_features
 from .evaluate import error_rates, transcribe
 from .model import Wav2Letter
+from .runlock import LOCK_FILE, RunLockedError, run_lock
 
-__all__ = ["train", "NonFiniteLossError", "resolve_config", "lr_at", "ctc_loss_sum", "RESUMABLE_KEYS"]
+__all__ = ["train", "TrainState", "MetricsLog", "Schedule", "NonFiniteLossError", "resolve_config", "lr_at",
+           "ctc_loss_sum", "RESUMABLE_KEYS"]
 
 #: ``[train]`` keys that may differ when resuming (they extend or shorten a run, not change it).
 RESUMABLE_KEYS = ("epochs", "max_steps", "max_minutes", "log_every")
@@ -173,6 +191,126 @@ def _mean_similarity(sim: dict) -> float:
     return float(np.mean(list(sim.values()))) if sim else float("nan")
 
 
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The learning-rate schedule of a run (see :func:`lr_at`); stored in ``last.pt`` as ``scheduler``."""
+
+    kind: str
+    planned_steps: int
+    warmup_steps: int
+    budget_s: float = 0.0
+
+    def lr(self, base: float, min_ratio: float, step: int, elapsed_s: float) -> float:
+        return lr_at(step, elapsed_s, base=base, planned=self.planned_steps, warmup=self.warmup_steps,
+                     schedule=self.kind, min_ratio=min_ratio, budget_s=self.budget_s)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything a run needs to continue exactly where it stopped (docs/method.md § Reliability).
+
+    ``state_dict()`` is the content of ``checkpoints/last.pt`` (plain tensors and Python scalars, loadable
+    with ``weights_only=True``): model, optimizer, LR schedule position (``scheduler``: kind, planned and
+    warmup steps, elapsed seconds, time budget), ``step`` (optimizer steps taken), ``epoch`` (epochs
+    completed), ``batch_in_epoch`` (the sampler position inside the current epoch), the RNG states of
+    every process (``rng_ranks``; ``rng`` is rank 0's), the best validation CER so far and the latest
+    validation metrics. ``load_state_dict()`` restores all of it, this process's RNG state included.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: RunConfig
+    schedule: Schedule
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed_s: float = 0.0
+    best_cer: float = math.inf
+    last_valid: dict | None = None
+
+    def snapshot(self) -> dict:
+        """What ``checkpoints/best.pt`` holds: model, config, step, epoch and the validation metrics."""
+        return {"model": self.model.state_dict(), "config": self.config.to_dict(), "step": self.step,
+                "epoch": self.epoch, "metrics": self.last_valid}
+
+    def state_dict(self, *, rng_ranks: list[dict] | None = None) -> dict:
+        """The full training state; ``rng_ranks``: every process's RNG state (default: this process's)."""
+        rngs = [_rng_state()] if rng_ranks is None else list(rng_ranks)
+        return {**self.snapshot(), "batch_in_epoch": self.batch_in_epoch, "optimizer": self.optimizer.state_dict(),
+                "scheduler": {"kind": self.schedule.kind, "planned_steps": self.schedule.planned_steps,
+                              "warmup_steps": self.schedule.warmup_steps, "elapsed_s": self.elapsed_s,
+                              "budget_s": self.schedule.budget_s},
+                "rng": rngs[0], "rng_ranks": rngs, "world_size": len(rngs), "best_cer": self.best_cer}
+
+    def load_state_dict(self, state: dict, *, rank: int = 0, world_size: int = 1) -> None:
+        """Restore from :meth:`state_dict` output; process ``rank`` of ``world_size`` takes its RNG state
+        (a run resumed with another number of processes gives every process rank 0's state)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
+        self.elapsed_s = float(state.get("scheduler", {}).get("elapsed_s", 0.0))
+        self.best_cer = float(state.get("best_cer", math.inf))
+        self.last_valid = state.get("metrics")
+        rngs = state.get("rng_ranks") or [state["rng"]]
+        _set_rng_state(rngs[rank] if len(rngs) == world_size else rngs[0])
+
+
+class MetricsLog:
+    """``RUN/metrics.jsonl``: one strict-JSON object per line, ``"train"`` and ``"valid"`` lines.
+
+    Lines are appended one ``write`` each (:func:`toposcope._util.append_jsonl`), so a kill can tear at most
+    the last line; reading (:meth:`read`) skips such a torn line. Scalars are mirrored to TensorBoard
+    (``RUN/tensorboard/``) when ``tensorboard`` is installed. A disabled log (DDP ranks > 0) writes nothing.
+    """
+
+    def __init__(self, run_dir, *, enabled: bool = True, tensorboard: bool = True):
+        self.path = Path(run_dir) / METRICS_FILE
+        self.enabled = enabled
+        self._tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except Exception:  # tensorboard not installed: metrics.jsonl only
+                self._tb = None
+
+    @staticmethod
+    def read(path) -> list[dict]:
+        """The lines of a metrics file (a run folder or the file itself); a torn line is skipped."""
+        path = Path(path)
+        return read_jsonl(path / METRICS_FILE if path.is_dir() else path, tolerant=True)
+
+    def keep_until(self, step: int) -> None:
+        """Drop the lines of steps after ``step`` (logged after the checkpoint being resumed) and torn lines."""
+        if self.enabled and self.path.exists():
+            keep = [ln for ln in self.read(self.path) if isinstance(ln, dict) and ln.get("step", 0) <= step]
+            write_text_atomic(self.path, "".join(json.dumps(ln, allow_nan=False) + "\n" for ln in keep))
+
+    def clear(self) -> None:
+        """Start an empty log (a run started from scratch)."""
+        if self.enabled:
+            self.path.unlink(missing_ok=True)
+
+    def append(self, line: dict) -> None:
+        if not self.enabled:
+            return
+        append_jsonl(self.path, line)
+        if self._tb is not None:
+            kind = line["kind"]
+            for k, v in line.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self._tb.add_scalar(f"{kind}/{k}", v, line["step"])
+            for layer, v in line.get("similarity", {}).items():
+                self._tb.add_scalar(f"similarity/{layer}", v, line["step"])
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
 def train(data, out, *, config="small", topo_weight: float | None = None, epochs: int | None = None,
           max_steps: int | None = None, max_minutes: float | None = None, resume: bool = False,
           seed: int | None = None, progress: bool = True, device=None, cache=True,
@@ -184,6 +322,11 @@ def train(data, out, *, config="small", topo_weight: float | None = None, epochs
     ``epochs``, ``max_steps``, ``max_minutes`` and ``seed`` override the config's ``[train]`` table.
     ``callback(info)`` is called after every step with ``{"step", "epoch", "loss", "ctc", "topo", "lr"}``.
 
+    The run folder (see :func:`toposcope.checkpoint.run_folder_state`): a new folder is started; one
+    with a checkpoint is continued with ``resume=True`` and refused without; one whose run was killed
+    before its first checkpoint is started again from scratch (with a notice), with or without
+    ``resume``. Rank 0 holds the folder's lock (:func:`toposcope.runlock.run_lock`) while training.
+
     Returns the final metrics: ``{"step", "epoch", "loss", "ctc", "topo", "cer", "wer", "best_cer",
     "similarity", "stopped", "elapsed_s", "run"}`` (``stopped``: ``"done"``, ``"max_steps"``,
     ``"max_minutes"`` or ``"interrupted"``).
@@ -191,285 +334,310 @@ def train(data, out, *, config="small", topo_weight: float | None = None, epochs
     out = Path(out)
     dist = D.setup(device)
     try:
-        return _train(data, out, dist, config=config, topo_weight=topo_weight, epochs=epochs, max_steps=max_steps,
-                      max_minutes=max_minutes, resume=resume, seed=seed, progress=progress, cache=cache,
-                      callback=callback)
+        # every check that needs no writing comes first: a refused run leaves no folder behind
+        cfg, start = _plan(out, config, resume, topo_weight=topo_weight, epochs=epochs, max_steps=max_steps,
+                           max_minutes=max_minutes, seed=seed)
+        corpus = data if isinstance(data, Corpus) else Corpus.load(data)
+        if not corpus.split("train"):
+            raise CorpusError(f"{corpus.root}: the corpus has no 'train' utterances (splits: "
+                              f"{ {s: len(corpus.split(s)) for s in ('train', 'valid', 'test')} })")
+        _seed_everything(cfg.train.seed)
+        model = Wav2Letter(cfg.model)
+        frames_1s = int(cfg.model.features.sample_rate / cfg.model.features.hop)
+        if int(model.output_lengths(torch.tensor([frames_1s]))[0]) < 1:
+            raise ConfigError(f"config {cfg.model.name!r}: impossible sizes, a 1 s input gives no output frames "
+                              f"(kernels/strides too large)")
+        with _locked(out, dist):
+            if dist.is_main and run_folder_state(out) != _STATE_OF[start]:
+                raise RunLockedError(f"{out}: the run folder changed while this run was starting (another "
+                                     f"`toposcope train`?); try again")
+            trainer = _Trainer(cfg, corpus, model, out, dist, start, progress=progress, cache=cache,
+                               callback=callback)
+            try:
+                return trainer.run()
+            finally:
+                trainer.close()
     finally:
         D.teardown(dist)
 
 
-def _train(data, out: Path, dist: D.DistInfo, *, config, topo_weight, epochs, max_steps, max_minutes, resume,
-           seed, progress, cache, callback) -> dict:
-    main = dist.is_main
-    say = (lambda msg: print(f"toposcope train: {msg}", file=sys.stderr)) if main else (lambda msg: None)
+#: How training starts, by what the run folder holds (``run_folder_state``).
+_STATE_OF = {"new": "new", "restart": "unstarted", "resume": "resumable"}
 
-    # -- run directory and config: every check before anything is written ---------------------------
+
+def _plan(out: Path, config, resume: bool, **overrides) -> tuple[RunConfig, str]:
+    """The config and how to start (``"new"``, ``"restart"`` or ``"resume"``), from ``out`` as it is now."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a directory")
-    has_run = (out / CONFIG_FILE).exists() or (out / "checkpoints").exists()
-    if has_run and not resume:
+    state = run_folder_state(out)
+    if state == "resumable" and not resume:
         raise FileExistsError(f"{out}: already holds a training run; pass --resume to continue it, "
                               f"or choose a new --out")
-    if resume:
-        if not checkpoint_path(out, "last").is_file():
-            raise FileNotFoundError(f"{out}: nothing to resume ({checkpoint_path(out, 'last')} not found)")
-        stored = read_run_config(out)
-        cfg = resolve_config(stored if config is None else config, topo_weight=topo_weight, epochs=epochs,
-                             max_steps=max_steps, max_minutes=max_minutes, seed=seed)
-        diffs = _config_diff(stored, cfg)
-        if diffs:
-            raise ConfigError(f"{out}: the run holds a different config than requested; refusing to resume "
-                              f"({'; '.join(diffs)}). Resume without --config (or with the same one), or "
-                              f"use a new --out")
-    else:
-        cfg = resolve_config("small" if config is None else config, topo_weight=topo_weight, epochs=epochs,
-                             max_steps=max_steps, max_minutes=max_minutes, seed=seed)
-    tc = cfg.train
+    if state == "new" and resume:
+        raise FileNotFoundError(f"{out}: nothing to resume ({checkpoint_path(out, 'last')} not found)")
+    if state != "resumable":
+        if config is None:
+            config = read_run_config(out) if (resume and (out / CONFIG_FILE).is_file()) else "small"
+        return resolve_config(config, **overrides), ("new" if state == "new" else "restart")
+    stored = read_run_config(out)
+    cfg = resolve_config(stored if config is None else config, **overrides)
+    diffs = _config_diff(stored, cfg)
+    if diffs:
+        raise ConfigError(f"{out}: the run holds a different config than requested; refusing to resume "
+                          f"({'; '.join(diffs)}). Resume without --config (or with the same one), or "
+                          f"use a new --out")
+    return cfg, "resume"
 
-    corpus = data if isinstance(data, Corpus) else Corpus.load(data)
-    train_utts, valid_utts = corpus.split("train"), corpus.split("valid")
-    if not train_utts:
-        raise CorpusError(f"{corpus.root}: the corpus has no 'train' utterances (splits: "
-                          f"{ {s: len(corpus.split(s)) for s in ('train', 'valid', 'test')} })")
 
-    _seed_everything(tc.seed)
-    model = Wav2Letter(cfg.model)
-    frames_1s = int(cfg.model.features.sample_rate / cfg.model.features.hop)
-    if int(model.output_lengths(torch.tensor([frames_1s]))[0]) < 1:
-        raise ConfigError(f"config {cfg.model.name!r}: impossible sizes, a 1 s input gives no output frames "
-                          f"(kernels/strides too large)")
+@contextlib.contextmanager
+def _locked(out: Path, dist: D.DistInfo):
+    """Rank 0 holds ``out``'s run lock; a folder this call created and left empty is removed again."""
+    if not dist.is_main:
+        yield
+        return
+    created = not out.exists()
+    try:
+        with run_lock(out, "train"):
+            yield
+    except BaseException:
+        if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
-    # -- features (rank 0 computes and caches, the others then load) ---------------------------------
-    if main:
-        store = load_features(corpus, cfg.model.features, cache=cache, progress=progress)
-    D.barrier(dist)
-    if not main:
-        store = load_features(corpus, cfg.model.features, cache=cache, progress=False)
-    train_ds = SpeechDataset(train_utts, store, output_lengths=model.output_lengths)
-    valid_ds = SpeechDataset(valid_utts, store, output_lengths=model.output_lengths)
-    if train_ds.skipped:
-        say(f"skipped {len(train_ds.skipped)} training utterance(s), e.g. {train_ds.skipped[0][0]}: "
-            f"{train_ds.skipped[0][1]}")
-    if not len(train_ds) and train_ds.skipped:
-        raise ConfigError(f"config {cfg.model.name!r}: impossible sizes for this corpus: no training utterance "
-                          f"gives the model enough output frames for CTC (e.g. {train_ds.skipped[0][0]}: "
-                          f"{train_ds.skipped[0][1]}); reduce the strides")
-    if len(train_ds) < dist.world_size:
-        raise CorpusError(f"{corpus.root}: only {len(train_ds)} usable training utterance(s) "
-                          f"for {dist.world_size} process(es)")
-    fsec = cfg.model.features.frame_seconds
-    sampler = BucketBatchSampler(train_ds.lengths, tc.batch_size,
-                                 max_frames=int(tc.max_batch_seconds / fsec) if tc.max_batch_seconds else 0,
-                                 shuffle=True, seed=tc.seed, rank=dist.rank, world_size=dist.world_size)
-    spe = len(sampler)
-    planned = spe * tc.epochs
-    if tc.max_steps:
-        planned = min(planned, tc.max_steps)
-    warmup = min(tc.warmup_steps, planned // 10)
-    budget_s = 60.0 * tc.max_minutes
 
-    # -- model, regularizer, optimizer --------------------------------------------------------------
-    from .topography import TopographicRegularizer
+class _Trainer:
+    """One training run in a locked run folder: set-up in ``__init__``, the loop in :meth:`run`, one
+    optimizer step in :meth:`_step`; :meth:`close` releases the log files (once)."""
 
-    model.to(dist.device)
-    reg = TopographicRegularizer(model, weight=tc.topo_weight, neighborhood=tc.neighborhood,
-                                 boundary=tc.boundary, reduction="sum", on="weights")
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    step, epochs_done, batch_in_epoch, elapsed0 = 0, 0, 0, 0.0
-    best_cer, last_valid = math.inf, None
-    if resume:
-        st = load_checkpoint(checkpoint_path(out, "last"), map_location="cpu")  # RNG states must stay on CPU
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        step, epochs_done = int(st["step"]), int(st["epoch"])
-        batch_in_epoch = int(st.get("batch_in_epoch", 0))
-        elapsed0 = float(st.get("scheduler", {}).get("elapsed_s", 0.0))
-        best_cer = float(st.get("best_cer", math.inf))
-        last_valid = st.get("metrics")
-        rngs = st.get("rng_ranks") or [st["rng"]]
-        _set_rng_state(rngs[dist.rank] if len(rngs) == dist.world_size else rngs[0])
-        if batch_in_epoch >= spe:
-            epochs_done, batch_in_epoch = epochs_done + 1, 0
-        say(f"resuming {out} at step {step} (epoch {epochs_done + 1}, batch {batch_in_epoch})")
-    else:
-        # Different dropout masks per rank, identical initial weights (seeded above).
-        torch.manual_seed(tc.seed + 7919 * dist.rank)
-    ddp = model
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
+    def __init__(self, cfg: RunConfig, corpus: Corpus, model: Wav2Letter, out: Path, dist: D.DistInfo,
+                 start: str, *, progress: bool, cache, callback):
+        self.cfg, self.tc, self.out, self.dist = cfg, cfg.train, out, dist
+        self.main, self.start, self.callback, self.progress = dist.is_main, start, callback, progress
+        self.model = model
+        tc = self.tc
 
-        ddp = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
+        # -- features (rank 0 computes and caches, the others then load) -----------------------------
+        if self.main:
+            store = load_features(corpus, cfg.model.features, cache=cache, progress=progress)
+        D.barrier(dist)
+        if not self.main:
+            store = load_features(corpus, cfg.model.features, cache=cache, progress=False)
+        self.train_ds = SpeechDataset(corpus.split("train"), store, output_lengths=model.output_lengths)
+        self.valid_ds = SpeechDataset(corpus.split("valid"), store, output_lengths=model.output_lengths)
+        skipped = self.train_ds.skipped
+        if skipped:
+            self.say(f"skipped {len(skipped)} training utterance(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
+        if not len(self.train_ds) and skipped:
+            raise ConfigError(f"config {cfg.model.name!r}: impossible sizes for this corpus: no training utterance "
+                              f"gives the model enough output frames for CTC (e.g. {skipped[0][0]}: "
+                              f"{skipped[0][1]}); reduce the strides")
+        if len(self.train_ds) < dist.world_size:
+            raise CorpusError(f"{corpus.root}: only {len(self.train_ds)} usable training utterance(s) "
+                              f"for {dist.world_size} process(es)")
+        fsec = cfg.model.features.frame_seconds
+        self.sampler = BucketBatchSampler(self.train_ds.lengths, tc.batch_size,
+                                          max_frames=int(tc.max_batch_seconds / fsec) if tc.max_batch_seconds else 0,
+                                          shuffle=True, seed=tc.seed, rank=dist.rank, world_size=dist.world_size)
+        self.steps_per_epoch = len(self.sampler)
+        planned = self.steps_per_epoch * tc.epochs
+        if tc.max_steps:
+            planned = min(planned, tc.max_steps)
+        schedule = Schedule(tc.schedule, planned, min(tc.warmup_steps, planned // 10), 60.0 * tc.max_minutes)
 
-    # -- outputs ---------------------------------------------------------------------------------------
-    metrics_path = out / METRICS_FILE
-    tb = None
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / CONFIG_FILE, dump_toml(cfg.to_dict()))
-        if resume and metrics_path.exists():  # drop lines from steps that the checkpoint does not hold
-            keep = [ln for ln in metrics_path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= step]
-            write_text_atomic(metrics_path, "".join(k + "\n" for k in keep))
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        # -- model, regularizer, optimizer, state ------------------------------------------------------
+        from .topography import TopographicRegularizer
 
-            tb = SummaryWriter(str(out / "tensorboard"))
-        except Exception:  # tensorboard not installed: metrics.jsonl only
-            tb = None
-    mfile = open(metrics_path, "a", encoding="utf-8") if main else None
+        model.to(dist.device)
+        self.reg = TopographicRegularizer(model, weight=tc.topo_weight, neighborhood=tc.neighborhood,
+                                          boundary=tc.boundary, reduction="sum", on="weights")
+        opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.state = st = TrainState(model, opt, cfg, schedule)
+        if start == "resume":
+            # RNG states must stay on CPU
+            st.load_state_dict(load_checkpoint(checkpoint_path(out, "last"), map_location="cpu"),
+                               rank=dist.rank, world_size=dist.world_size)
+            if st.batch_in_epoch >= self.steps_per_epoch:
+                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+            self.say(f"resuming {out} at step {st.step} (epoch {st.epoch + 1}, batch {st.batch_in_epoch})")
+        else:
+            # Different dropout masks per rank, identical initial weights (seeded above).
+            torch.manual_seed(tc.seed + 7919 * dist.rank)
+        self.ddp = model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
 
-    def log(line: dict) -> None:
-        if mfile is not None:
-            mfile.write(json.dumps(line) + "\n")
-            mfile.flush()
-        if tb is not None:
-            kind = line["kind"]
-            for k, v in line.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    tb.add_scalar(f"{kind}/{k}", v, line["step"])
-            for layer, v in line.get("similarity", {}).items():
-                tb.add_scalar(f"similarity/{layer}", v, line["step"])
+            self.ddp = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
 
-    def sims() -> dict:
-        return {k: float(v) for k, v in reg.similarities().items()}
+        # -- outputs -----------------------------------------------------------------------------------
+        if self.main:
+            if start == "restart":
+                self.say(f"{out} holds a run stopped before its first checkpoint; starting it again from scratch")
+                checkpoint_path(out, "best").unlink(missing_ok=True)
+                shutil.rmtree(out / "tensorboard", ignore_errors=True)
+            out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out / CONFIG_FILE, dump_toml(cfg.to_dict()))
+        self.log = MetricsLog(out, enabled=self.main)
+        if start == "resume":
+            self.log.keep_until(st.step)  # drop lines from steps that the checkpoint does not hold
+        else:
+            self.log.clear()
+        self.last_loss: dict = {}
+        self._elapsed0, self._t0 = st.elapsed_s, time.monotonic()
 
-    def state_common() -> dict:
-        return {"model": model.state_dict(), "config": cfg.to_dict(), "step": step, "epoch": epochs_done}
+    # -- small helpers -----------------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if self.main:
+            print(f"toposcope train: {msg}", file=sys.stderr)
 
-    def save_last() -> None:
-        rngs = D.all_gather_object(_rng_state(), dist)
-        if main:
-            save_checkpoint(checkpoint_path(out, "last"), {
-                **state_common(), "batch_in_epoch": batch_in_epoch, "optimizer": opt.state_dict(),
-                "scheduler": {"kind": tc.schedule, "planned_steps": planned, "warmup_steps": warmup,
-                              "elapsed_s": elapsed(), "budget_s": budget_s},
-                "rng": rngs[0], "rng_ranks": rngs, "world_size": dist.world_size, "best_cer": best_cer,
-                "metrics": last_valid})
+    def elapsed(self) -> float:
+        """Seconds of training, summed over the sessions of a resumed run."""
+        return self._elapsed0 + time.monotonic() - self._t0
 
-    def validate() -> dict | None:
+    def similarities(self) -> dict:
+        return {k: float(v) for k, v in self.reg.similarities().items()}
+
+    def close(self) -> None:
+        self.log.close()
+
+    # -- one step ----------------------------------------------------------------------------------------
+    def _step(self, gbatch) -> dict:
+        """One optimizer step on global batch ``gbatch`` (this process's share as a collated :class:`Batch`).
+
+        Loss = Σ_i CTC_i / N_global + λ · Σ_layers L_layer (module docstring). Raises
+        :class:`NonFiniteLossError` before applying a non-finite step. Returns ``{"loss", "ctc", "topo", "lr"}``
+        (global values, identical on every process).
+        """
+        st, tc, dist, model = self.state, self.tc, self.dist, self.model
+        lr = st.schedule.lr(tc.lr, tc.min_lr_ratio, st.step, self.elapsed())
+        for g in st.optimizer.param_groups:
+            g["lr"] = lr
+        b = gbatch.to(dist.device)  # this process's share, padded to the global batch (data.batch_loader)
+        logp = self.ddp(b.feats)  # (B_local, T', n_classes)
+        n_out = model.output_lengths(b.lengths)
+        ctc_sum = ctc_loss_sum(logp, b.targets, n_out, b.target_lengths)
+        n_chars = D.all_reduce_sum(b.target_lengths.sum().to(torch.float64), dist).to(logp.dtype)
+        ctc = ctc_sum / n_chars
+        topo = self.reg.loss() if tc.topo_weight > 0 else torch.zeros((), device=dist.device)
+        loss = ctc * dist.world_size + topo
+        bad = float(D.all_reduce_max(torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0), dist))
+        if bad:
+            where = checkpoint_path(self.out, "last")
+            held = (f"the last good checkpoint {where} (step {load_checkpoint(where)['step']}) is intact"
+                    if self.main and where.is_file() else "no checkpoint had been written yet")
+            raise NonFiniteLossError(
+                f"non-finite loss (ctc={float(ctc_sum.detach()):.4g}, topo={float(topo.detach()):.4g}) at step "
+                f"{st.step + 1} (epoch {st.epoch + 1}); stopped without applying it: {held}. "
+                f"Try a lower learning rate or topo weight.")
+        st.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        st.optimizer.step()
+        st.step += 1
+        st.batch_in_epoch += 1
+        ctc_global = float(D.all_reduce_sum(ctc_sum.detach().to(torch.float64), dist)) / float(n_chars)
+        topo_v = float(topo.detach())
+        return {"loss": ctc_global + topo_v, "ctc": ctc_global, "topo": topo_v, "lr": lr}
+
+    # -- validation and checkpoints ------------------------------------------------------------------------
+    def _validate(self) -> dict | None:
         """Rank 0 decodes the valid split; saves ``best`` when CER improves. Returns the valid line."""
-        nonlocal best_cer, last_valid
-        line = None
-        if main:
-            if len(valid_ds):
-                pairs = transcribe(model, valid_ds, batch_size=16, progress=False)  # = evaluate()
+        st, line = self.state, None
+        if self.main:
+            if len(self.valid_ds):
+                pairs = transcribe(self.model, self.valid_ds, batch_size=16, progress=False)  # = evaluate()
                 cer, wer = error_rates([r for r, _ in pairs], [h for _, h in pairs])
-                line = {"kind": "valid", "step": step, "epoch": epochs_done, "cer": cer, "wer": wer,
-                        "similarity": sims()}
-                log(line)
-                last_valid = {"cer": cer, "wer": wer}
-                improved = cer < best_cer
+                line = {"kind": "valid", "step": st.step, "epoch": st.epoch, "cer": cer, "wer": wer,
+                        "similarity": self.similarities()}
+                self.log.append(line)
+                st.last_valid = {"cer": cer, "wer": wer}
+                improved = cer < st.best_cer
             else:
                 improved, cer = True, math.inf  # no valid split: best = latest
             if improved:
-                best_cer = min(best_cer, cer)
-                save_checkpoint(checkpoint_path(out, "best"), {**state_common(), "metrics": last_valid})
-        best_cer = float(D.broadcast_object(best_cer, dist))
+                st.best_cer = min(st.best_cer, cer)
+                save_checkpoint(checkpoint_path(self.out, "best"), st.snapshot())
+        st.best_cer = float(D.broadcast_object(st.best_cer, self.dist))
         return line
 
-    t_start = time.monotonic()
+    def _save_last(self) -> None:
+        rngs = D.all_gather_object(_rng_state(), self.dist)
+        self.state.elapsed_s = self.elapsed()
+        if self.main:
+            save_checkpoint(checkpoint_path(self.out, "last"), self.state.state_dict(rng_ranks=rngs))
 
-    def elapsed() -> float:
-        return elapsed0 + time.monotonic() - t_start
+    def _stop_reason(self, flag: _StopFlag) -> str | None:
+        """Why to stop before the next step (the same answer on every process), or ``None``."""
+        tc, dist = self.tc, self.dist
+        if tc.max_steps and self.state.step >= tc.max_steps:
+            return "max_steps"
+        budget_s = self.state.schedule.budget_s
+        if budget_s and float(D.all_reduce_max(torch.tensor(self.elapsed()), dist)) >= budget_s:
+            return "max_minutes"
+        if float(D.all_reduce_max(torch.tensor(float(flag.set)), dist)) > 0:
+            return "interrupted"
+        return None
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=planned, initial=min(step, planned), desc="train", unit="step", dynamic_ncols=True,
-               disable=not (main and progress_enabled(progress)))
-    stopped, last_loss, saved_any = None, {}, bool(resume)
-    model.train()
-    with _StopFlag(verbose=main) as flag:
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        st, tc = self.state, self.tc
+        bar = progress(None, enabled=self.main and self.progress, leave=True, total=st.schedule.planned_steps,
+                       initial=min(st.step, st.schedule.planned_steps), desc="train", unit="step",
+                       dynamic_ncols=True)
+        stopped, saved_any = None, self.start == "resume"
+        self.model.train()
         try:
-            while stopped is None:
-                if epochs_done >= tc.epochs:
-                    stopped = "done"
-                    break
-                batches = sampler.epoch_batches(epochs_done)
-                while batch_in_epoch < spe:
-                    if tc.max_steps and step >= tc.max_steps:
-                        stopped = "max_steps"
-                    elif budget_s and float(D.all_reduce_max(torch.tensor(elapsed()), dist)) >= budget_s:
-                        stopped = "max_minutes"
-                    elif float(D.all_reduce_max(torch.tensor(float(flag.set)), dist)) > 0:
-                        stopped = "interrupted"
+            with _StopFlag(verbose=self.main) as flag:
+                while stopped is None:
+                    if st.epoch >= tc.epochs:
+                        stopped = "done"
+                        break
+                    batches = batch_loader(self.train_ds, self.sampler, st.epoch, start=st.batch_in_epoch,
+                                           pin_memory=self.dist.device.type == "cuda")
+                    while st.batch_in_epoch < self.steps_per_epoch:
+                        stopped = self._stop_reason(flag)
+                        if stopped:
+                            break
+                        self.last_loss = self._step(next(batches))
+                        bar.update(1)
+                        self._after_step(bar)
                     if stopped:
                         break
-                    lr = lr_at(step, elapsed(), base=tc.lr, planned=planned, warmup=warmup, schedule=tc.schedule,
-                               min_ratio=tc.min_lr_ratio, budget_s=budget_s)
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                    gbatch = batches[batch_in_epoch]
-                    pad_to = max(train_ds.lengths[i] for i in gbatch)
-                    b = collate([train_ds[i] for i in sampler.local(gbatch)], pad_to=pad_to).to(dist.device)
-                    logp = ddp(b.feats)  # (B_local, T', n_classes)
-                    n_out = model.output_lengths(b.lengths)
-                    ctc_sum = ctc_loss_sum(logp, b.targets, n_out, b.target_lengths)
-                    n_chars = D.all_reduce_sum(b.target_lengths.sum().to(torch.float64), dist).to(logp.dtype)
-                    ctc = ctc_sum / n_chars
-                    topo = reg.loss() if tc.topo_weight > 0 else torch.zeros((), device=dist.device)
-                    loss = ctc * dist.world_size + topo
-                    bad = float(D.all_reduce_max(torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0), dist))
-                    if bad:
-                        where = checkpoint_path(out, "last")
-                        held = (f"the last good checkpoint {where} (step {load_checkpoint(where)['step']}) is intact"
-                                if main and where.is_file() else "no checkpoint had been written yet")
-                        raise NonFiniteLossError(
-                            f"non-finite loss (ctc={float(ctc_sum.detach()):.4g}, topo={float(topo.detach()):.4g}) at step {step + 1} "
-                            f"(epoch {epochs_done + 1}); stopped without applying it: {held}. "
-                            f"Try a lower learning rate or topo weight.")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if tc.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    opt.step()
-                    step += 1
-                    batch_in_epoch += 1
-                    bar.update(1)
-                    ctc_global = float(D.all_reduce_sum(ctc_sum.detach().to(torch.float64), dist)) / float(n_chars)
-                    topo_v = float(topo.detach())
-                    last_loss = {"loss": ctc_global + topo_v, "ctc": ctc_global, "topo": topo_v, "lr": lr}
-                    if step % tc.log_every == 0 or step == 1:
-                        sim = sims()
-                        log({"kind": "train", "step": step, "epoch": epochs_done + 1, **last_loss, "similarity": sim})
-                        bar.set_postfix(loss=f"{last_loss['loss']:.3f}",
-                                        cer="-" if last_valid is None else f"{100 * last_valid['cer']:.1f}%",
-                                        S=f"{_mean_similarity(sim):.2f}", refresh=False)
-                    if callback is not None:
-                        callback({"step": step, "epoch": epochs_done + 1, **last_loss})
-                if stopped:
-                    break
-                epochs_done, batch_in_epoch = epochs_done + 1, 0
-                validate()
-                save_last()
-                saved_any = True
-        except BaseException:  # non-finite loss, second Ctrl-C, ...: checkpoints stay as they are
-            if mfile:
-                mfile.close()
-            if tb is not None:
-                tb.close()
-            raise
+                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+                    self._validate()
+                    self._save_last()
+                    saved_any = True
         finally:
             bar.close()
 
-    if stopped == "interrupted":
-        save_last()
-        say(f"interrupted at step {step}; saved {checkpoint_path(out, 'last')} (resume with --resume)")
-    elif batch_in_epoch > 0 or not saved_any:
-        validate()  # partial epoch (max_steps / max_minutes), or zero epochs
-        save_last()
-    D.barrier(dist)
-    if mfile:
-        mfile.close()
-    if tb is not None:
-        tb.close()
-    sim = sims()
-    result = {"step": step, "epoch": epochs_done, **last_loss,
-              "cer": None if last_valid is None else last_valid["cer"],
-              "wer": None if last_valid is None else last_valid["wer"],
-              "best_cer": None if math.isinf(best_cer) else best_cer, "similarity": sim,
-              "stopped": stopped, "elapsed_s": elapsed(), "run": str(out)}
-    if main and stopped != "interrupted":
-        cer = "-" if result["cer"] is None else f"{100 * result['cer']:.1f}%"
-        say(f"{stopped} after {step} steps ({elapsed():.0f} s): valid CER {cer}, "
-            f"S̄ {_mean_similarity(sim):.2f}")
-    return result
+        if stopped == "interrupted":
+            self._save_last()
+            self.say(f"interrupted at step {st.step}; saved {checkpoint_path(self.out, 'last')} (resume with --resume)")
+        elif st.batch_in_epoch > 0 or not saved_any:
+            self._validate()  # partial epoch (max_steps / max_minutes), or zero epochs
+            self._save_last()
+        D.barrier(self.dist)
+        sim = self.similarities()
+        lv = st.last_valid
+        result = {"step": st.step, "epoch": st.epoch, **self.last_loss,
+                  "cer": None if lv is None else lv["cer"], "wer": None if lv is None else lv["wer"],
+                  "best_cer": None if math.isinf(st.best_cer) else st.best_cer, "similarity": sim,
+                  "stopped": stopped, "elapsed_s": self.elapsed(), "run": str(self.out)}
+        if stopped != "interrupted":
+            cer = "-" if result["cer"] is None else f"{100 * result['cer']:.1f}%"
+            self.say(f"{stopped} after {st.step} steps ({self.elapsed():.0f} s): valid CER {cer}, "
+                     f"S̄ {_mean_similarity(sim):.2f}")
+        return result
+
+    def _after_step(self, bar) -> None:
+        """Log a ``"train"`` line every ``log_every`` steps (and after the first), call the callback."""
+        st = self.state
+        if st.step % self.tc.log_every == 0 or st.step == 1:
+            sim = self.similarities()
+            self.log.append({"kind": "train", "step": st.step, "epoch": st.epoch + 1, **self.last_loss,
+                             "similarity": sim})
+            lv = st.last_valid
+            bar.set_postfix(loss=f"{self.last_loss['loss']:.3f}", cer="-" if lv is None else f"{100 * lv['cer']:.1f}%",
+                            S=f"{_mean_similarity(sim):.2f}", refresh=False)
+        if self.callback is not None:
+            self.callback({"step": st.step, "epoch": st.epoch + 1, **self.last_loss})

@@ -6,8 +6,8 @@ import sys
 
 HELP = "the whole pipeline on the embedded synthetic corpus, ending in one HTML report"
 DESCRIPTION = (
-    "Synthesize the default corpus (~1 h), train the `small` topographic model and a λ = 0 baseline, evaluate "
-    "both, compute GradNAPs and maps for both, optimal inputs for the topographic model, and write "
+    "Synthesize the default corpus (~2 h), train the `small` topographic model and a λ = 0 baseline, evaluate "
+    "both, compute GradNAPs, maps and their statistics (label and position nulls) for both, optimal inputs for the topographic model, and write "
     "DIR/report.html. Each stage is skipped when its outputs exist, so re-running resumes. --quick runs the "
     "same pipeline on a tiny corpus and the `tiny` config in a few minutes."
 )
@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true",
                    help="40 utterances and the tiny config: a smoke test of every stage in ~3 minutes")
     p.add_argument("--train-minutes", type=float, default=None, metavar="M",
-                   help="wall-clock cap of each of the two trainings (default: 5, --quick: 0.5)")
+                   help="wall-clock cap of each of the two trainings (default: 6, --quick: 0.5)")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="synthesis worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines are still printed)")
 
