@@ -164,3 +164,26 @@ def test_bn_folded_similarity_when_present(tmp_path):
     sim = page[page.index("Layer smoothness"):]
     assert _cells(sim, "conv1")[6] == "0.440 (null 0.120, p 0.002)"
     assert _cells(sim, "conv2")[6] == "n/a"
+
+
+def test_keys_set_to_none_with_notes_as_maps_writes_them(tmp_path):
+    """``toposcope maps`` writes the new keys as ``None`` and says why in ``notes`` when it cannot compute them."""
+    def with_none(topo):
+        st = stats_old(topo)
+        for e in st["layers"].values():
+            e.update(label_null=None, share_phone_specific=None, phonetic=None, separation=None,
+                     functional_similarity=None)
+            for g in e["groups"].values():
+                g.update(p_label=None, q_label=None)
+        st.update(label_permutations=0, neighborhood=5, boundary="wrap",
+                  notes=["label null not computed: the profile has no per-segment sums <old>"])
+        return st
+    c = ctx(tmp_path, make=with_none, label="topo")
+    page = statistics.render(c)
+    assert "Notes from maps/stats.json" in page
+    assert "topo: label null not computed: the profile has no per-segment sums &lt;old&gt;" in page
+    assert "has no label-null test (see the notes above)" in page
+    assert "5×5 neighbourhood, wrap boundary" in page
+    lab = page[page.index("Phone-specific organization (label null)</h3>"):]
+    assert _cells(lab, "conv1") == ["–", "–"]
+    assert not any("label null" in s for s in statistics.findings(c.models, c.layers))

@@ -32,12 +32,16 @@ def settings(models: list[RunData]) -> dict:
     stats = [rd.stats if isinstance(rd.stats, dict) else {} for rd in models]
     alpha = next((float(st["alpha"]) for st in stats if finite(st.get("alpha"))), 0.05)
     perms = next((st.get("n_permutations") for st in stats if finite(st.get("n_permutations"))), None)
-    lperms = next((st.get("label_permutations") for st in stats if finite(st.get("label_permutations"))), None)
+    lperms = next((st.get("label_permutations") for st in stats if finite(st.get("label_permutations"))
+                   and st["label_permutations"] > 0), None)
     if lperms is None:
         lperms = next((b.get("n_permutations") for rd in models for e in rd.stats_layers.values()
                        if (b := stat_block(e, "label_null")) and finite(b.get("n_permutations"))), None)
     adj = next((str(st["adjacency"]) for st in stats if st.get("adjacency")), "queen")
-    return {"alpha": alpha, "n_permutations": perms, "label_permutations": lperms, "adjacency": adj}
+    nb = next((f"{int(st['neighborhood'])}×{int(st['neighborhood'])} neighbourhood, {st.get('boundary', 'clip')} "
+               "boundary" for st in stats if finite(st.get("neighborhood"))), None)
+    return {"alpha": alpha, "n_permutations": perms, "label_permutations": lperms, "adjacency": adj,
+            "neighbourhood": nb}
 
 
 def _test(entry: dict | None, key: str) -> dict | None:
@@ -79,12 +83,18 @@ def _missing_key(models: list[RunData], layers: list[str], key: str, what: str) 
                            for l in layers)]
     if not lacking:
         return ""
-    errors = sorted({str(e.get(f"{key}_error")) for rd in models for e in rd.stats_layers.values()
-                     if e.get(f"{key}_error")})
-    why = f" ({'; '.join(errors)})" if errors else ""
-    return missing(f"maps/stats.json of {', '.join(lacking)} has no {what}{why}: it was written before this test "
-                   f"existed, or the profiles lack per-segment sums.",
+    noted = any(isinstance(rd.stats, dict) and rd.stats.get("notes") for rd in models if rd.label in lacking)
+    why = ("see the notes above" if noted else
+           "it was written before this test existed, or the profiles lack what the test needs")
+    return missing(f"maps/stats.json of {', '.join(lacking)} has no {what} ({why}).",
                    "toposcope profile RUN --data CORPUS_DIR && toposcope maps RUN")
+
+
+def _notes(models: list[RunData]) -> str:
+    """The ``notes`` of each ``maps/stats.json`` (what could not be computed, and why)."""
+    items = [f"<li>{esc(rd.label)}: {esc(str(n))}</li>" for rd in models if isinstance(rd.stats, dict)
+             and isinstance(rd.stats.get("notes"), list) for n in rd.stats["notes"]]
+    return f'<div class="missing"><b>Notes from maps/stats.json</b><ul>{"".join(items)}</ul></div>' if items else ""
 
 
 def _mean(xs) -> float | None:
@@ -179,6 +189,7 @@ def render(ctx: ReportContext) -> str:
         out.append(missing("No baseline run was given, so there is no λ = 0 control beside these numbers.",
                            "toposcope report RUN --baseline RUN2"))
 
+    out.append(_notes(models))
     sentences = findings(models, layers, alpha)
     if sentences:
         out.append('<h3>What the numbers show</h3><ul class="findings">'
@@ -219,7 +230,8 @@ def render(ctx: ReportContext) -> str:
     out.append("<h3>Layer smoothness: functional and weight S̄ (position null)</h3>"
                '<p class="note">S̄_func applies the regularizer\'s neighbour weights to the correlation of '
                'neighbouring filters\' activations over the profiled frames (what the maps show); weight S̄ to '
-               'the cosine similarity of their weights. Both against the same filters at shuffled grid positions. '
+               'the cosine similarity of their weights. Both against the same filters at shuffled grid positions'
+               + (f' ({esc(st["neighbourhood"])}, as in training). ' if st["neighbourhood"] else '. ') +
                'BN-folded S̄: weight S̄ after folding each BatchNorm channel\'s scale into its filter (only for '
                'configs with BatchNorm), since a per-channel scale between weights and activations can make '
                'similar weights respond unlike.</p>')
