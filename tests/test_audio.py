@@ -64,3 +64,44 @@ def test_resample_length_and_frequency():
     spec = np.abs(np.fft.rfft(y))
     assert abs(np.argmax(spec) * SR / len(y) - 1000.0) <= 1.0
     assert resample(x, SR, SR) is x
+
+
+def _patched(path, src, offset, fmt, value):
+    import struct
+
+    b = bytearray(src.read_bytes())
+    b[offset:offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    path.write_bytes(bytes(b))
+    return path
+
+
+def test_impossible_headers_are_errors_not_memory_errors(tmp_path):
+    """A WAV header rate of 2^31 - 1 Hz used to reach the resampler (MemoryError, even with --skip-bad)."""
+    from toposcope.importers.common import load_audio
+    from toposcope.validation import check_audio_header
+
+    write_wav(tmp_path / "ok.wav", tone(1600))
+    big = _patched(tmp_path / "rate.wav", tmp_path / "ok.wav", 24, "<I", 2147483647)
+    for read in (read_audio, lambda p: read_audio(p, resample_to_rate=True), load_audio):
+        with pytest.raises(AudioError, match=r"rate\.wav: the header's sample rate 2147483647 Hz cannot be true"):
+            read(big)
+    low = _patched(tmp_path / "low.wav", tmp_path / "ok.wav", 24, "<I", 3)
+    with pytest.raises(AudioError, match=r"low\.wav: the header's sample rate 3 Hz cannot be true"):
+        load_audio(low)
+    # frame counts are checked against the file size (uncompressed) and a 24 h cap (any format)
+    (tmp_path / "x.wav").write_bytes(b"\0" * 3244)
+    with pytest.raises(AudioError, match=r"x\.wav: the header promises 1000 frames x 2 channel\(s\) x 2 bytes "
+                                         r"\(4000 bytes\) but the file holds 3244"):
+        check_audio_header(tmp_path / "x.wav", samplerate=SR, channels=2, frames=1000, subtype="PCM_16",
+                           error=AudioError)
+    with pytest.raises(AudioError, match="more than the 24 h allowed"):
+        check_audio_header(tmp_path / "ok.wav", samplerate=SR, channels=1, frames=10 ** 15, subtype="FLAC",
+                           error=AudioError)
+    with pytest.raises(AudioError, match="channel count 100000 cannot be true"):
+        check_audio_header(tmp_path / "ok.wav", samplerate=SR, channels=100000, frames=1, subtype=None,
+                           error=AudioError)
+    check_audio_header(tmp_path / "ok.wav", samplerate=SR, channels=1, frames=1600, subtype="PCM_16",
+                       error=AudioError)  # the real header passes
+    (tmp_path / "d.wav").mkdir()
+    with pytest.raises(AudioError, match=r"d\.wav: is a folder"):
+        read_audio(tmp_path / "d.wav")

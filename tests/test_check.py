@@ -95,3 +95,51 @@ def test_check_duration_mismatch_and_missing_manifest(tmp_path):
     assert not res.ok and "corpus directory not found" in res.problems[0]
     (tmp_path / "empty").mkdir()
     assert "manifest not found" in check_corpus(tmp_path / "empty", progress=False).problems[0]
+
+
+def test_check_reports_what_corpus_load_rejects(tmp_path, capsys):
+    """NaN/inf numbers, escaping paths, deep JSON and non-UTF-8 lines are problems of `check` too, with the
+    same message Corpus.load raises (one parser), and never "no problems"."""
+    from toposcope.corpus import Corpus, CorpusError
+
+    make_corpus(tmp_path, n=2)
+    m = tmp_path / "manifest.jsonl"
+    good = m.read_text().splitlines()
+    bad = [json.loads(good[0]) for _ in range(4)]
+    bad[0].update(id="nan", phones=[[0.0, float("nan"), "aa"]])
+    bad[1].update(id="inf", duration=float("inf"))
+    bad[2].update(id="esc", audio="../../../../etc/passwd")
+    bad[3].update(id="abs", audio="/etc/passwd")
+    lines = [json.dumps(d) for d in bad] + ["[" * 100_000]
+    m.write_bytes(("\n".join(good + lines) + "\n").encode() + b'{"id": "\xff"}\n')
+    res = check_corpus(tmp_path, progress=False)
+    assert len(res.problems) == 6, res.problems
+    for k, expect in enumerate(["phones[0] end must be a finite number, got nan",
+                                "duration must be a finite number, got inf",
+                                "audio path '../../../../etc/passwd' leaves the corpus folder",
+                                "audio path '/etc/passwd' is absolute", "JSON nested too deeply",
+                                "not UTF-8 text"]):
+        assert res.problems[k].startswith(f"{m}:{k + 3}") and expect in res.problems[k], res.problems[k]
+    with pytest.raises(CorpusError) as e:
+        Corpus.load(tmp_path)
+    assert str(e.value) == res.problems[0]  # the same parser, the same words
+    assert main(["check", str(tmp_path), "--no-progress"]) == 1
+    assert "no problems" not in capsys.readouterr().out
+
+
+def test_check_impossible_headers_and_manifest_folder(tmp_path):
+    import struct
+
+    make_corpus(tmp_path, n=2)
+    wav = tmp_path / "audio" / "u0.wav"
+    b = bytearray(wav.read_bytes())
+    b[24:28] = struct.pack("<I", 2147483647)  # WAV header rate 2^31 - 1 Hz
+    wav.write_bytes(bytes(b))
+    res = check_corpus(tmp_path, progress=False)
+    assert res.problems == [f"{wav} (utterance 'u0'): the header's sample rate 2147483647 Hz cannot be true "
+                            f"(allowed 1000..768000 Hz): corrupt header?"]
+    (tmp_path / "manifest.jsonl").unlink()
+    (tmp_path / "manifest.jsonl").mkdir()
+    res = check_corpus(tmp_path, progress=False)
+    assert res.problems == [f"{tmp_path / 'manifest.jsonl'}: is a folder, expected the manifest file "
+                            f"(one JSON object per line)"]

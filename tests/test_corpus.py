@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -102,3 +103,78 @@ def test_corpus_load_splits_summary(tmp_path):
     assert s["hours"] == pytest.approx(4.0 / 3600)
     assert s["splits"]["valid"] == {"utterances": 1, "hours": pytest.approx(2 / 3600), "speakers": ["s2"]}
     assert s["phone_counts"] == {"sil": 2, "aa": 3, "b": 2}
+
+
+# ---------------------------------------------------------------- strict validation (issue 15, bad-inputs)
+def _line(**kw):
+    d = utt().to_dict()
+    d.update(kw)
+    return json.dumps(d)
+
+
+@pytest.mark.parametrize("text, msg", [
+    (_line(duration=float("nan")), r"duration must be a finite number, got nan"),
+    (_line(duration=float("inf")), r"duration must be a finite number, got inf"),
+    (_line(phones=[[0.0, float("nan"), "aa"]]), r"phones\[0\] end must be a finite number, got nan"),
+    (_line(phones=[[float("-inf"), 0.5, "aa"]]), r"phones\[0\] start must be a finite number"),
+    (_line(words=[[0.0, float("nan"), "a"]]), r"words\[0\] end must be a finite number"),
+    (_line(phones=[[-0.001, 0.5, "aa"]]), r"phones\[0\] 'aa' \[-0.001, 0.500\] s lies outside the audio"),
+    (_line(duration=1e400), "duration must be a finite number"),
+    (_line(duration=10 ** 400), "duration must be a finite number, got an integer of"),
+    (_line(phones=[[True, 0.5, "aa"]]), r"phones\[0\] must be \[number, number, string\]"),
+    (_line(phones=[["0", "0.5", "aa"]]), r"phones\[0\] must be \[number, number, string\]"),
+    (_line(phones="aa"), "phones must be a list"),
+    (_line(text=["a"]), "text must be a string"),
+    (_line(audio="../../../../etc/passwd"), r"audio path '../../../../etc/passwd' leaves the corpus folder"),
+    (_line(audio="/etc/passwd"), r"audio path '/etc/passwd' is absolute"),
+    (_line(audio="C:\\x.wav"), "is absolute"),
+    (_line(audio="audio/../../x.wav"), r"leaves the corpus folder \('\.\.'\)"),
+    (_line(audio=""), "audio path must be a non-empty relative path"),
+    ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
+    ('{"id": ' + "1" * 5000 + "}", "invalid JSON"),
+    ("{NaN", "invalid JSON"),
+])
+def test_manifest_bad_values_name_file_and_line(tmp_path, text, msg):
+    m = tmp_path / "manifest.jsonl"
+    m.write_text(_line(id="ok") + "\n" + text + "\n")
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(m))}:2\b.*" + msg):
+        read_manifest(m)
+    with pytest.raises(CorpusError, match=msg):
+        Corpus.load(tmp_path)
+
+
+def test_manifest_not_utf8_folder_and_symlink_escape(tmp_path):
+    m = tmp_path / "manifest.jsonl"
+    m.write_bytes(_line(id="ok").encode() + b"\n" + _line(id="b").replace('"b"', '"b\xe9"').encode("latin-1") + b"\n")
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(m))}:2: not UTF-8 text"):
+        Corpus.load(tmp_path)
+    m.unlink()
+    m.mkdir()
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(m))}: is a folder, expected the manifest file"):
+        Corpus.load(tmp_path)
+    m.rmdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "audio").symlink_to(outside)
+    m = root / "manifest.jsonl"
+    m.write_text(_line() + "\n")
+    with pytest.raises(CorpusError, match=r"manifest\.jsonl:1 \(utterance 'u1'\): audio path 'audio/u1.wav' "
+                                          r"resolves to .*outside the corpus folder"):
+        Corpus.load(root)
+    (root / "audio").unlink()
+    (root / "audio").mkdir()
+    (root / "audio" / "u1.wav").symlink_to(outside / "u1.wav")  # a dangling link out: same error
+    with pytest.raises(CorpusError, match="outside the corpus folder"):
+        Corpus.load(root)
+    (root / "audio" / "u1.wav").unlink()
+    (root / "audio" / "real.wav").write_bytes(b"")
+    (root / "audio" / "u1.wav").symlink_to("real.wav")  # a link that stays inside is fine
+    assert Corpus.load(root)[0].audio == "audio/u1.wav"
+
+
+def test_from_dict_accepts_what_to_dict_writes():
+    u = utt(words=[(0.2, 0.6, "a")], split="test", source_phones=[(0.0, 1.0, "h#")], extra={"k": [1, {"x": None}]})
+    assert Utterance.from_dict(json.loads(json.dumps(u.to_dict()))) == u
+    assert Utterance.from_dict(dict(u.to_dict(), id=7, speaker=12)).speaker == "12"  # numeric names are fine

@@ -282,3 +282,43 @@ def test_pitch_perturbation_scales_times_exactly(tmp_path):
     x = read_audio(tmp_path / "audio" / "u1.wav")
     f = np.argmax(np.abs(np.fft.rfft(x))) * 16000 / len(x)
     assert f == pytest.approx(230, abs=3)  # 200 Hz * 1.15
+
+
+def test_all_or_nothing_and_resumable(tmp_path, monkeypatch):
+    """An interrupted synthesis leaves no `out` (its work waits in `.out.partial`); the next call resumes
+    there and only then `out` appears, whole. A non-empty folder that is no synthesized corpus needs force."""
+    import toposcope.synth as synth
+
+    out = tmp_path / "c"
+    real, calls = synth._finalize, []
+
+    def flaky(p, raw, where):
+        calls.append(p.id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(p, raw, where)
+
+    monkeypatch.setattr(synth, "_finalize", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(out, utterances=4, seed=5, voices=FLITE2, progress=False, jobs=1)
+    assert not out.exists()
+    partial = tmp_path / ".c.partial"
+    kept = sorted(p.name for p in (partial / "audio").glob("*.wav"))
+    assert len(kept) == 2
+    mtimes = {n: (partial / "audio" / n).stat().st_mtime_ns for n in kept}
+    monkeypatch.setattr(synth, "_finalize", real)
+    c = synthesize(out, utterances=4, seed=5, voices=FLITE2, progress=False, jobs=1)
+    assert len(c) == 4 and not partial.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert {n: (out / "audio" / n).stat().st_mtime_ns for n in kept} == mtimes  # reused, not redone
+    # the same plan again: nothing to do, the folder is left as it is
+    inode = (out / MANIFEST).stat().st_ino
+    synthesize(out, utterances=4, seed=5, voices=FLITE2, progress=False, jobs=1)
+    assert (out / MANIFEST).stat().st_ino == inode
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(SynthError, match=r"mine: exists and is not empty"):
+        synthesize(other, utterances=3, seed=5, voices=FLITE2, progress=False, jobs=1)
+    assert (other / "notes.txt").read_text() == "mine"
+    synthesize(other, utterances=3, seed=5, voices=FLITE2, progress=False, jobs=1, force=True)
+    assert not (other / "notes.txt").exists() and len(Corpus.load(other)) == 3
