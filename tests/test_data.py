@@ -179,7 +179,11 @@ def test_lazy_batches_equal_in_memory_batches_bit_for_bit(corpus):
                 pad_to = max(ds_m.lengths[i] for i in g)
                 want.append(collate([ds_m[i] for i in sampler.local(g)], pad_to=pad_to))
             for workers, start in ((0, 0), (2, 1)):
+                torch.manual_seed(11)
                 got = list(batch_loader(ds_l, sampler, epoch, start=start, workers=workers))
+                drawn = torch.rand(1)
+                torch.manual_seed(11)
+                assert torch.equal(drawn, torch.rand(1))  # the global RNG is untouched (exact resume)
                 assert len(got) == len(want) - start
                 for a, b in zip(want[start:], got):
                     assert torch.equal(a.feats, b.feats) and a.feats.dtype == b.feats.dtype

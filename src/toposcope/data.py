@@ -325,9 +325,11 @@ def batch_loader(dataset: SpeechDataset, sampler: BucketBatchSampler, epoch: int
     if start >= len(ds):
         return iter(())
     w = default_workers(len(dataset)) if workers is None else int(workers)
+    # Own generator: a DataLoader draws its base seed from the generator it is given, and from the
+    # global torch RNG without one, which would shift dropout masks and break exact resume.
     loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=range(start, len(ds)), num_workers=w,
                                          collate_fn=_identity, pin_memory=pin_memory,
-                                         prefetch_factor=2 if w > 0 else None)
+                                         prefetch_factor=2 if w > 0 else None, generator=torch.Generator())
     return iter(loader)
 
 
@@ -379,4 +381,4 @@ def iter_feature_batches(corpus, utterances: Sequence[Utterance], features: Feat
             yield ds[k]
         return
     yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=int(workers), collate_fn=_identity,
-                                           prefetch_factor=2)
+                                           prefetch_factor=2, generator=torch.Generator())
