@@ -85,3 +85,99 @@ def test_write_maps_files(tmp_path):
 def test_safe_filename():
     assert safe_filename("aa") == "aa" and safe_filename("blank") == "blank"
     assert "/" not in safe_filename("../x") and safe_filename(" ") != " "
+
+
+# -- maps_run: the library entry point of `toposcope maps` ------------------------------------------------
+def _profiled_copy(tiny_run, tiny_corpus, tmp_path, checkpoint="best"):
+    """A copy of the session's tiny run (never mutated) with a GradNAP phone profile of its test split."""
+    import shutil
+
+    from toposcope.analysis.profiles import profile_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    profile_run(run, tiny_corpus.root, checkpoint=checkpoint, progress=False)
+    return run
+
+
+def test_maps_run_writes_the_contract(tiny_run, tiny_corpus, tmp_path):
+    from toposcope.analysis.maps import maps_run
+    from toposcope.checkpoint import load_run
+    from toposcope.topography import neighborhood_similarity
+
+    run = _profiled_copy(tiny_run, tiny_corpus, tmp_path, checkpoint="last")
+    st = maps_run(run, n_permutations=200, label_permutations=99, plots=False, progress=False)
+    on_disk = json.loads((run / "maps" / "stats.json").read_text())
+    assert on_disk["checkpoint"] == st["checkpoint"] == "last" and on_disk["label_permutations"] == 99
+    assert (run / "maps" / "regions.json").is_file() and not (run / "maps" / "conv1").exists()
+    model = load_run(run, "last").model
+    for name, L in on_disk["layers"].items():
+        # S̄ of the checkpoint the profile was computed from, with the run's neighbourhood (tiny: 3, clip)
+        sb = float(neighborhood_similarity(model.weight(name).detach(), model.grids[name], 3, "clip").mean())
+        assert L["s_bar"]["observed"] == pytest.approx(sb, abs=1e-6)
+        assert set(L["label_null"]) == {"observed", "mean", "sd", "z", "p", "n_permutations"}
+        assert set(L["functional_similarity"]) == {"observed", "mean", "sd", "z", "p", "n_permutations"}
+        assert -1 <= L["functional_similarity"]["observed"] <= 1 and 0 <= L["share_phone_specific"] <= 1
+        assert "s_bar_bn_folded" not in L  # tiny has no BatchNorm
+        ps = [g["p_label"] for k, g in L["groups"].items() if k != "sil"]
+        assert all(0 < p <= 1 for p in ps) and L["groups"].get("sil", {}).get("p_label") is None
+    assert on_disk["neighborhood"] == 3 and on_disk["boundary"] == "clip"
+
+
+def test_maps_run_refuses_a_checkpoint_other_than_the_profiles(tiny_run, tiny_corpus, tmp_path):
+    from toposcope.analysis.maps import MapsError, maps_run
+
+    run = _profiled_copy(tiny_run, tiny_corpus, tmp_path, checkpoint="best")
+    with pytest.raises(MapsError, match="computed from the 'best' checkpoint, not 'last'"):
+        maps_run(run, checkpoint="last", plots=False, progress=False)
+    with pytest.raises(MapsError, match="profiles file not found"):
+        maps_run(run, profile="nap-phone", plots=False, progress=False)
+    from toposcope.analysis.layouts import LayoutError
+
+    with pytest.raises(LayoutError, match="no 'som' layouts"):
+        maps_run(run, layout="som", plots=False, progress=False)
+
+
+def test_maps_run_uses_the_runs_boundary_and_folds_batchnorm(tmp_path):
+    """A run trained with a torus neighbourhood and BatchNorm: S̄ and its null use wrap, and the BN-folded S̄
+    is the S̄ of W[c] * gamma_c / sqrt(var_c + eps)."""
+    import dataclasses
+
+    import torch
+
+    from toposcope.analysis.maps import maps_run
+    from toposcope.checkpoint import save_checkpoint
+    from toposcope.config import load_config
+    from toposcope.model import Wav2Letter
+    from toposcope.topography import neighborhood_similarity
+
+    cfg = load_config("tiny")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, norm="batch"),
+                              train=dataclasses.replace(cfg.train, boundary="wrap"))
+    torch.manual_seed(0)
+    model = Wav2Letter(cfg.model).eval()
+    with torch.no_grad():
+        for name in model.layer_names:
+            bn = model.blocks[name].norm
+            bn.weight.copy_(torch.randn(bn.weight.shape))
+            bn.running_var.uniform_(0.5, 2.0)
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "best.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    prof = _profiles(np.random.default_rng(0))
+    grid = model.grids["conv1"]
+    lp = prof.layers["conv1"]
+    lp = LayerProfile(values=np.tile(lp.values, (1, 3))[:, :grid.size], raw=np.tile(lp.raw, (1, 3))[:, :grid.size],
+                      counts=lp.counts, grid=grid)
+    Profiles(groups=prof.groups, method="gradnap", grouping="phone", layers={"conv1": lp},
+             meta={"checkpoint": "best"}).save(run / "profiles" / "gradnap-phone.npz")
+    st = maps_run(run, n_permutations=200, label_permutations=0, plots=False, progress=False)
+    L = st["layers"]["conv1"]
+    w = model.weight("conv1").detach()
+    bn = model.blocks["conv1"].norm
+    folded = w * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()[:, None, None]
+    assert L["s_bar"]["observed"] == pytest.approx(float(neighborhood_similarity(w, grid, 3, "wrap").mean()), abs=1e-6)
+    assert L["s_bar"]["observed"] != pytest.approx(float(neighborhood_similarity(w, grid, 3, "clip").mean()), abs=1e-6)
+    assert L["s_bar_bn_folded"]["observed"] == pytest.approx(
+        float(neighborhood_similarity(folded, grid, 3, "wrap").mean()), abs=1e-6)
+    assert st["boundary"] == "wrap" and L["label_null"] is None and L["functional_similarity"] is None
+    assert any("label_permutations = 0" in n for n in st["notes"])

@@ -9,6 +9,10 @@
 :func:`write_maps` writes ``RUN/maps/<layer>/<group>.png`` (on grid beside smoothed, region
 outlined), ``RUN/maps/<layer>/overview.png`` (all groups as small multiples) and
 ``RUN/maps/regions.json`` ``{layer: {group: {"center": [r, c], "filters": [...], "value": v}}}``.
+
+:func:`maps_run` is the library entry point of ``toposcope maps``: maps, regions and the statistics
+(:func:`toposcope.analysis.stats.compute_stats`, ``docs/statistics.md``) of one run, optionally under a
+post-hoc layout (``docs/method.md`` § Layouts), under the run lock.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ import numpy as np
 from .._util import progress_enabled, write_json_atomic
 from ..grid import window_bounds, window_mean
 
-__all__ = ["Region", "smooth_map", "find_region", "compute_regions", "write_maps", "safe_filename"]
+__all__ = ["Region", "smooth_map", "find_region", "compute_regions", "write_maps", "safe_filename", "maps_run",
+           "maps_dir", "MapsError", "DEFAULT_PROFILE"]
+
+#: The profile ``maps`` reads by default (its outputs go to ``RUN/maps``).
+DEFAULT_PROFILE = "gradnap-phone"
+
+
+class MapsError(ValueError):
+    """``maps`` cannot run as asked (missing profile, a layout judged on its fitting split, ...)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,7 @@ def safe_filename(label: str) -> str:
 
 
 def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = True, overview: bool = True,
-               dpi: int = 100, progress: bool = True) -> dict:
+               dpi: int = 100, progress: bool = True, caption: str = "") -> dict:
     """Write PNGs and ``regions.json`` under ``out_dir`` (usually ``RUN/maps``); returns the regions dict.
 
     Colour scales, always symmetric around 0: a group's PNG scales each panel to its own largest
@@ -117,17 +129,118 @@ def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = Tr
             sm = smooth_map(maps)
             for i, g in enumerate(profiles.groups):
                 fig, _ = plot_map_pair(maps[i], sm[i], regions[name][g], interpolate=interpolate,
-                                       title=f"{name} · {label(g)} · {profiles.method} (n={int(lp.counts[i])})")
+                                       title=f"{name} · {label(g)} · {profiles.method} (n={int(lp.counts[i])}){caption}")
                 fig.savefig(d / f"{safe_filename(g)}.png", dpi=dpi)
                 plt.close(fig)
                 bar.update()
             if overview:
                 fig, _ = plot_overview(sm, [label(g) for g in profiles.groups], regions=[regions[name][g] for g in profiles.groups],
                                        vmax=float(np.abs(sm).max()) or 1.0, interpolate=interpolate,
-                                       title=f"{name}: smoothed {profiles.method} maps, {lp.grid} grid")
+                                       title=f"{name}: smoothed {profiles.method} maps, {lp.grid} grid{caption}")
                 fig.savefig(d / "overview.png", dpi=dpi)
                 plt.close(fig)
         bar.close()
     data = {layer: {g: r.to_dict() for g, r in rs.items()} for layer, rs in regions.items()}
     write_json_atomic(out_dir / "regions.json", data)
     return regions
+
+
+def maps_dir(run_dir, profile: str = DEFAULT_PROFILE, layout: str | None = None) -> Path:
+    """``RUN/maps`` (default profile), ``RUN/maps-<profile>``, and ``-<layout>`` appended under a layout
+    (``RUN/maps-<layout>`` for the default profile)."""
+    parts = ([] if profile == DEFAULT_PROFILE else [profile]) + ([layout] if layout else [])
+    return Path(run_dir) / "-".join(["maps"] + parts)
+
+
+def _run_model(run_dir: Path, checkpoint: str, notes: list):
+    """``(model or None, neighborhood, boundary)`` of the run: the model of ``checkpoint``, and the
+    regularizer's neighbourhood and boundary from the run's config (3 / clip when it has none)."""
+    from ..checkpoint import load_run, read_run_config
+
+    try:
+        run = load_run(run_dir, checkpoint)
+    except FileNotFoundError as e:
+        notes.append(f"weight S̄ not computed: {e}")
+        try:
+            cfg = read_run_config(run_dir)
+        except FileNotFoundError:
+            notes.append("the run has no config.toml: neighbourhood 3, boundary clip assumed")
+            return None, 3, "clip"
+        return None, cfg.train.neighborhood, cfg.train.boundary
+    return run.model, run.config.train.neighborhood, run.config.train.boundary
+
+
+def maps_run(run_dir, *, profile: str = DEFAULT_PROFILE, layout: str | None = None, allow_fit_split: bool = False,
+             n_permutations: int = 999, label_permutations: int = 999, alpha: float = 0.05, adjacency: str = "queen",
+             threshold_sd: float = 1.0, seed: int = 0, plots: bool = True, interpolate: bool = False, out=None,
+             progress: bool = True, checkpoint: str | None = None, dpi: int = 100) -> dict:
+    """Maps, most responsive regions and statistics of ``RUN/profiles/<profile>.npz`` -> the stats dict.
+
+    Writes ``RUN/maps/`` (or :func:`maps_dir`; ``out`` overrides): per layer and group PNGs (``plots``),
+    ``regions.json`` and ``stats.json`` (keys: ``docs/statistics.md``), holding the run lock. The model
+    (weight ``S̄``, BN-folded ``S̄``) is the checkpoint the profile was computed from
+    (``meta["checkpoint"]``, ``"best"`` for older files; ``checkpoint``, when given, must agree), and
+    every position null uses the run's own neighbourhood and boundary. ``layout``: a post-hoc layout
+    method (``RUN/layouts/<layer>-<method>.json``, ``toposcope.analysis.layouts``) applied to the
+    profile and the weights first; a layout fitted on the profile's split is refused unless
+    ``allow_fit_split``, and then every output says "judged on the fitting split".
+    """
+    from ..runlock import run_lock
+    from .profiles import load_profiles
+    from .similarity import bn_folded_weights
+    from .stats import compute_stats
+
+    run_dir = Path(run_dir)
+    path = run_dir / "profiles" / f"{profile}.npz"
+    if not path.is_file():
+        raise MapsError(f"{path}: profiles file not found (run `toposcope profile {run_dir}` first)")
+    with run_lock(run_dir, "maps"):
+        prof = load_profiles(path)
+        which = prof.meta.get("checkpoint") or "best"
+        if checkpoint is not None and checkpoint != which:
+            raise MapsError(f"{path}: the profile was computed from the {which!r} checkpoint, not {checkpoint!r}; "
+                            f"maps uses the profile's own checkpoint (re-run `toposcope profile --checkpoint "
+                            f"{checkpoint}` for the other one)")
+        notes: list[str] = []
+        model, neighborhood, boundary = _run_model(run_dir, which, notes)
+        weights = folded = None
+        if model is not None:
+            names = [n for n in prof.layers if n in getattr(model, "grids", {})]
+            weights = {n: model.weight(n).detach() for n in names}
+            folded = bn_folded_weights(model, names) or None
+        layout_info = None
+        if layout:
+            try:
+                from . import layouts as L
+            except ImportError as e:
+                raise MapsError(f"--layout {layout}: post-hoc layouts are not available in this installation "
+                                f"(toposcope.analysis.layouts: {e})") from None
+            lays = L.load_layouts(run_dir, layout, model=model)
+            fitting = L.check_fit_split(lays, prof, allow_fit_split)
+            prof = L.apply_layout(prof, lays)
+            if weights is not None:
+                weights = {n: (lays[n].permute_weight(w) if n in lays else w) for n, w in weights.items()}
+            if folded is not None:
+                folded = {n: (lays[n].permute_weight(w, check=False) if n in lays else w) for n, w in folded.items()}
+            layout_info = {"method": layout, "layers": sorted(lays), "profile_split": prof.meta.get("split"),
+                           "fit_split": sorted({str(x.fit_split) for x in lays.values()}),
+                           "judged_on_fitting_split": bool(fitting)}
+            if fitting:
+                notes.append(f"layout {layout!r} judged on the fitting split ({prof.meta.get('split')}): maps laid "
+                             f"out on the data the layout was fitted to are smooth by construction")
+        st = compute_stats(prof, weights, n_permutations=n_permutations, alpha=alpha, adjacency=adjacency,
+                           threshold_sd=threshold_sd, seed=seed, progress=progress,
+                           label_permutations=label_permutations, neighborhood=neighborhood, boundary=boundary,
+                           folded_weights=folded)
+        st["notes"] = notes + st["notes"]
+        st.update(run=str(run_dir), checkpoint=which, profile_split=prof.meta.get("split"), seed=int(seed))
+        if layout_info is not None:
+            st["layout"] = layout_info
+        dest = Path(out) if out is not None else maps_dir(run_dir, profile, layout)
+        caption = ""
+        if layout_info is not None:
+            caption = f" · layout {layout}" + (" (judged on the fitting split)" if layout_info["judged_on_fitting_split"]
+                                                else "")
+        write_maps(prof, dest, interpolate=interpolate, plots=plots, dpi=dpi, progress=progress, caption=caption)
+        write_json_atomic(dest / "stats.json", st)
+    return st

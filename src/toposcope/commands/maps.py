@@ -6,9 +6,14 @@ HELP = "draw profile maps, find the most responsive 3x3 regions, test clustering
 DESCRIPTION = (
     "From RUN/profiles/<name>.npz: per layer and group an on-grid and a smoothed (3x3 mean) map with "
     "the most responsive region outlined (RUN/maps/<layer>/<group>.png), an overview per layer, "
-    "RUN/maps/regions.json and RUN/maps/stats.json (S̄ vs a permutation null, Moran's I per map with "
-    "its permutation p-value, connected regions above mean + 1 sd, share of clustered maps), printed "
-    "as a table. --baseline RUN2 (e.g. a λ = 0 run) computes the same for RUN2 and prints both side by side."
+    "RUN/maps/regions.json and RUN/maps/stats.json, printed as a table (docs/statistics.md). Phone-specific "
+    "organization first: each phone's Moran's I against a label null (phone labels permuted among the "
+    "segments within speaker, sil fixed; p_label, BH q_label, share of phone-specific maps), Mantel r of "
+    "map dissimilarity against phonetic-feature distance, region separation. Then layer and map "
+    "smoothness against shuffled positions (with the run's neighbourhood and boundary): functional S̄ of "
+    "activation correlations, weight S̄ (and BatchNorm-folded S̄), Moran's I per map ('map smoothness'). "
+    "The model is the checkpoint the profile was computed from. --baseline RUN2 (e.g. a λ = 0 run) "
+    "computes the same for RUN2 and prints both side by side."
 )
 
 
@@ -21,11 +26,20 @@ def add_arguments(p) -> None:
                    help="output folder (default RUN/maps for gradnap-phone, else RUN/maps-<NAME>)")
     p.add_argument("--interpolate", action="store_true", help="EEG-style interpolated smoothed panel")
     p.add_argument("--no-plots", action="store_true", help="only regions.json and stats.json")
-    p.add_argument("--permutations", type=int, default=999, help="permutations for the p-values (>= 200)")
+    p.add_argument("--permutations", type=int, default=999,
+                   help="position shuffles for the smoothness p-values (>= 200)")
+    p.add_argument("--label-permutations", type=int, default=999, metavar="N",
+                   help="label permutations for the phone-specific tests (>= 99; 0: leave them out)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    p.add_argument("--layout", default=None, metavar="METHOD",
+                   help="draw and test the maps under the post-hoc layout RUN/layouts/<layer>-METHOD.json")
+    p.add_argument("--allow-fit-split", action="store_true",
+                   help="allow a layout fitted on the profile's own split (outputs say 'judged on the fitting split')")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--adjacency", default="queen", choices=("queen", "rook"))
     p.add_argument("--threshold-sd", type=float, default=1.0, help="region threshold: mean + K sd of the map")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--checkpoint", default=None, choices=("best", "last"),
+                   help="expected checkpoint (default: the one the profile was computed from; must agree)")
     p.add_argument("--dpi", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
 
@@ -33,51 +47,29 @@ def add_arguments(p) -> None:
 DEFAULT_PROFILES = "gradnap-phone"
 
 
-def out_dir(run_dir, args):
-    """``RUN/maps`` for the default profiles (the contract), ``RUN/maps-<name>`` for others."""
-    from pathlib import Path
+def _maps(run_dir, args, *, plots: bool, out=None) -> dict:
+    from ..analysis.maps import maps_run
 
-    if args.out and Path(run_dir) == Path(args.run):
-        return Path(args.out)
-    return Path(run_dir) / ("maps" if args.profiles == DEFAULT_PROFILES else f"maps-{args.profiles}")
-
-
-def _stats_for(run_dir, args):
-    import json
-    from pathlib import Path
-
-    from ..checkpoint import load_run
-    from ..analysis.profiles import load_profiles
-    from .._util import write_json_atomic
-    from ..analysis.stats import compute_stats
-
-    prof = load_profiles(Path(run_dir) / "profiles" / f"{args.profiles}.npz")
-    try:
-        model = load_run(run_dir, args.checkpoint).model
-        weights = {n: model.weight(n).detach() for n in prof.layers}
-    except FileNotFoundError:
-        weights = None  # profiles without a checkpoint: no S̄
-    st = compute_stats(prof, weights, n_permutations=args.permutations, alpha=args.alpha, adjacency=args.adjacency,
-                       threshold_sd=args.threshold_sd, progress=not args.no_progress)
-    st["run"] = str(run_dir)
-    out = out_dir(run_dir, args) / "stats.json"
-    write_json_atomic(out, st)
-    return prof, st
+    return maps_run(run_dir, profile=args.profiles, layout=args.layout, allow_fit_split=args.allow_fit_split,
+                    n_permutations=args.permutations, label_permutations=args.label_permutations, alpha=args.alpha,
+                    adjacency=args.adjacency, threshold_sd=args.threshold_sd, seed=args.seed, plots=plots,
+                    interpolate=args.interpolate, out=out, progress=not args.no_progress,
+                    checkpoint=args.checkpoint, dpi=args.dpi)
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from ..analysis.maps import write_maps
+    from ..analysis.maps import maps_dir
     from ..analysis.stats import format_table
 
-    prof, st = _stats_for(args.run, args)
-    write_maps(prof, out_dir(args.run, args), interpolate=args.interpolate, plots=not args.no_plots,
-               dpi=args.dpi, progress=not args.no_progress)
-    base = None
-    if args.baseline:
-        _, base = _stats_for(args.baseline, args)
+    st = _maps(args.run, args, plots=not args.no_plots, out=args.out)
+    base = _maps(args.baseline, args, plots=False) if args.baseline else None
     print(format_table(st, base, names=(Path(args.run).name, Path(args.baseline).name if args.baseline else "")))
-    print(f"written to {out_dir(args.run, args)}" + (f" and {out_dir(args.baseline, args) / 'stats.json'}"
-                                                     if args.baseline else ""))
+    for name, s in ((Path(args.run).name, st), (Path(args.baseline).name if args.baseline else "", base)):
+        for note in (s or {}).get("notes") or ():
+            print(f"note ({name}): {note}")
+    where = args.out or maps_dir(args.run, args.profiles, args.layout)
+    print(f"written to {where}" + (f" and {maps_dir(args.baseline, args.profiles, args.layout) / 'stats.json'}"
+                                   if args.baseline else ""))
     return 0
