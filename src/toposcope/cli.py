@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "toposcope.commands.demo",
     "synth": "toposcope.commands.synth",
     "import": "toposcope.commands.importers",
+    "export": "toposcope.commands.export",
     "align": "toposcope.commands.align",
     "check": "toposcope.commands.check",
     "train": "toposcope.commands.train",

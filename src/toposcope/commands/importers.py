@@ -6,9 +6,10 @@ import argparse
 
 from ..validation import fraction_arg
 
-HELP = "import a real corpus (TIMIT, TextGrid, Festival .lab) into the native corpus format"
+HELP = "import a real corpus (TIMIT, TextGrid, Festival .lab, Lhotse, LibriSpeech + MFA) into the native corpus format"
 DESCRIPTION = ("Import TIMIT (LDC or NLTK-sample layout, NIST SPHERE audio), wav + Praat TextGrid pairs "
-               "(e.g. Montreal Forced Aligner output) or Festival/ESPS .lab files into OUT/manifest.jsonl "
+               "(e.g. Montreal Forced Aligner output), Festival/ESPS .lab files, a Lhotse CutSet or LibriSpeech with MFA "
+               "TextGrids into OUT/manifest.jsonl "
                "+ OUT/audio (16 kHz mono WAV). Bad input stops the import with an error naming the file, "
                "or with --skip-bad is skipped and listed (also in OUT/skipped.jsonl). All or nothing: OUT "
                "appears only when the import succeeds; an existing non-empty OUT needs --force.")
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--map", metavar="FILE", help="label map, TSV 'source<TAB>canonical' or JSON")
     p.add_argument("--speaker", metavar="NAME", help="speaker of every utterance (default: its directory)")
+    from . import import_formats
+
+    import_formats.add_parsers(sub, _common)
 
 
 def run(args) -> int:
@@ -55,6 +59,10 @@ def run(args) -> int:
         result = import_textgrid(args.src, args.out, tier=args.tier, label_map=args.map, speaker=args.speaker, **kw)
     elif args.format == "lab":
         result = import_lab(args.src, args.out, label_map=args.map, speaker=args.speaker, **kw)
+    elif args.format in ("lhotse", "librispeech"):
+        from . import import_formats
+
+        result = import_formats.run(args, **kw)
     else:  # argparse restricts the choices
         raise ValueError(f"unknown import format {args.format!r}")
     print_import_result(result)
