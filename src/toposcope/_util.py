@@ -232,8 +232,7 @@ def atomic_dir(out, *, force: bool = False, resumable: bool = False, error: type
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise error(f"{out}: exists and is not a folder")
     if _is_nonempty_dir(out) and not force:
-        raise error(f"{out}: exists and is not empty; choose a new folder, or pass --force (force=True) "
-                    f"to replace it")
+        raise error(f"{out}: exists and is not empty; choose a new folder, or pass --force to replace it")
     parent = out.absolute().parent
     created = []
     for p in [parent, *parent.parents]:
