@@ -71,8 +71,9 @@ def audio_info(path):
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
         raise AudioError(f"{path}: unreadable audio ({e})") from None
+    compressed = str(info.format).upper() in ("FLAC", "OGG", "MPEG")  # subtype PCM_16, but fewer bytes
     check_audio_header(path, samplerate=info.samplerate, channels=info.channels, frames=info.frames,
-                       subtype=info.subtype, error=AudioError)
+                       subtype=None if compressed else info.subtype, error=AudioError)
     return info
 
 

@@ -11,9 +11,11 @@ from .lab import import_lab, read_lab
 from .sphere import SphereError, read_sphere
 from .textgrid import import_textgrid
 from .timit import import_timit
+from .librispeech import import_librispeech
+from .lhotse import export_lhotse, import_lhotse
 
 __all__ = [
     "ImporterError", "ImportResult", "Skipped", "CheckResult", "check_corpus", "load_audio",
     "read_label_map", "import_timit", "import_textgrid", "import_lab", "read_lab", "read_sphere",
-    "SphereError",
+    "SphereError", "import_librispeech", "import_lhotse", "export_lhotse",
 ]
