@@ -266,3 +266,21 @@ def test_collate_pads_and_reports_lengths():
     assert b.feats[0, :, 4:].abs().sum() == 0 and b.feats[1, :, :7].min() == 1
     with pytest.raises(ValueError):
         collate([])
+
+
+def test_features_command_extracts_verifies_and_repairs(tmp_path, capsys):
+    from toposcope.cli import main as cli_main
+
+    c = tone_corpus(tmp_path / "c", n=6, splits=("train",))
+    assert cli_main(["features", str(c.root), "--config", "tiny", "--jobs", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("6 utterance(s)") and "shard(s)" in out
+    shards = sorted((c.root / ".cache").glob("features-*/shard-*.npy"))
+    with open(shards[0], "r+b") as f:  # flip bytes inside the data, size unchanged
+        f.seek(shards[0].stat().st_size - 40)
+        f.write(b"\x00\x01" * 8)
+    assert cli_main(["features", str(c.root), "--config", "tiny", "--verify", "--no-progress"]) == 1
+    assert f"problem: {shards[0]}" in capsys.readouterr().out
+    assert cli_main(["features", str(c.root), "--config", "tiny", "--repair", "--verify", "--no-progress"]) == 0
+    assert not shards[0].exists()
+    assert cli_main(["features", str(c.root), "--jobs", "0"]) == 2

@@ -20,6 +20,7 @@ COMMANDS = {
     "export": "toposcope.commands.export",
     "align": "toposcope.commands.align",
     "check": "toposcope.commands.check",
+    "features": "toposcope.commands.features",
     "train": "toposcope.commands.train",
     "evaluate": "toposcope.commands.evaluate",
     "profile": "toposcope.commands.profile",

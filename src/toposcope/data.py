@@ -33,12 +33,12 @@ from ._util import progress_enabled
 from .audio import read_audio
 from .corpus import Corpus, CorpusError, Utterance
 from .features import FeatureConfig, log_mel
-from .shards import SHARD_MB, ShardedFeatureStore, ShardError, open_store, store_dir
+from .shards import SHARD_MB, ShardedFeatureStore, ShardError, open_store, store_dir, verify_store
 from .text import encode, normalize_text
 
 __all__ = ["FeatureStore", "ShardedFeatureStore", "ShardError", "load_features", "SpeechDataset", "Batch",
            "BucketBatchSampler", "collate", "batch_loader", "EpochBatches", "iter_feature_batches",
-           "default_workers", "default_jobs", "cache_key", "progress_enabled"]
+           "default_workers", "default_jobs", "extract_features", "cache_key", "progress_enabled"]
 
 
 # -- feature cache ---------------------------------------------------------------------------------
@@ -134,6 +134,34 @@ def load_features(corpus: Corpus, cfg: FeatureConfig, *, cache: bool | str | Pat
         print(f"toposcope: could not write the feature cache in {cache_dir} ({e}); computing in memory",
               file=sys.stderr)
         return _compute(corpus, utts, cfg, progress)
+
+
+def extract_features(data, config="small", *, jobs: int | None = None, repair: bool = False, verify: bool = False,
+                     cache: bool | str | Path = True, progress: bool = True) -> dict:
+    """Extract (or check) the feature shards of corpus ``data`` for a run config's features.
+
+    ``config``: a shipped config name, a TOML path, a :class:`~toposcope.config.RunConfig` or a
+    :class:`FeatureConfig`. ``verify`` reads every utterance once (CRC) and reports problems;
+    ``repair`` recomputes bad shards. Returns ``{"folder", "utterances", "shards", "bytes", "hours",
+    "seconds", "problems"}``.
+    """
+    import time
+
+    from .config import RunConfig, load_config
+
+    if isinstance(config, FeatureConfig):
+        feats = config
+    else:
+        feats = (config if isinstance(config, RunConfig) else load_config(config)).model.features
+    corpus = data if isinstance(data, Corpus) else Corpus.load(data)
+    if cache is False:
+        raise ValueError("extract_features writes shards: cache=False makes no sense here")
+    t0 = time.perf_counter()
+    store = load_features(corpus, feats, cache=cache, progress=progress, jobs=jobs, repair=repair)
+    problems = verify_store(store, progress_bar=progress_enabled(progress)) if verify else []
+    return {"folder": str(store.folder), "utterances": len(store), "shards": len(store.shard_paths),
+            "bytes": sum(p.stat().st_size for p in store.shard_paths), "hours": sum(u.duration for u in corpus) / 3600,
+            "seconds": time.perf_counter() - t0, "problems": problems}
 
 
 # -- dataset ---------------------------------------------------------------------------------------
