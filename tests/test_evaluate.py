@@ -21,7 +21,8 @@ def test_error_rates_are_corpus_level():
         error_rates([], [])
 
 
-def test_evaluate_run_writes_json_per_speaker(tiny_run, tiny_corpus):
+def test_evaluate_run_writes_json_per_speaker(run_copy, tiny_corpus):
+    tiny_run = run_copy  # evaluate writes RUN/eval/: never into the shared fixture
     res = evaluate(tiny_run, tiny_corpus.root, split="test", progress=False)
     utts = tiny_corpus.split("test")
     assert res["split"] == "test" and res["n_utterances"] == len(utts)
@@ -48,7 +49,8 @@ def test_valid_cer_matches_training_log(tiny_run, tiny_corpus):
     assert not (tiny_run / "eval" / "valid.json").exists()
 
 
-def test_evaluate_cli_and_errors(tiny_run, tiny_corpus, tmp_path, capsys):
+def test_evaluate_cli_and_errors(run_copy, tiny_corpus, tmp_path, capsys):
+    tiny_run = run_copy
     assert cli_main(["evaluate", str(tiny_run), "--data", str(tiny_corpus.root), "--split", "valid",
                      "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -234,15 +234,6 @@ def test_bad_reduction_and_weight():
 # -- the regularizer object ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    from toposcope.config import load_config
-    from toposcope.model import Wav2Letter
-
-    torch.manual_seed(0)
-    return Wav2Letter(load_config("tiny").model)
-
-
 def test_regularizer_on_a_model(tiny_model):
     m = tiny_model
     reg = TopographicRegularizer(m, weight=0.25)

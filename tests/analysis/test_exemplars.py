@@ -19,12 +19,6 @@ from toposcope.model import Wav2Letter
 from toposcope.optimize import activations, input_geometry, receptive_field
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    torch.manual_seed(0)
-    return Wav2Letter(load_config("tiny").model).eval()
-
-
 def _store(feats: dict):
     return SimpleNamespace(get=lambda uid: feats[uid])
 

@@ -57,10 +57,7 @@ def test_svg_chart_thins_long_series():
 # -- a run with only training: the missing sections say so, hostile names are escaped -------------------------
 def test_report_of_a_training_only_run_says_what_is_missing(tiny_run, tmp_path):
     hostile = tmp_path / 'run <img src=x onerror=alert(1)> & "q"'
-    # Only what training writes: other tests add eval/ etc. to the shared session fixture.
-    shutil.copytree(tiny_run / "checkpoints", hostile / "checkpoints")
-    for name in ("config.toml", "metrics.jsonl"):
-        shutil.copy(tiny_run / name, hostile / name)
+    shutil.copytree(tiny_run, hostile)  # the session fixture holds only what training writes
     out = build_report(hostile, out=tmp_path / "r.html")
     page = out.read_text(encoding="utf-8")
     assert "<img src=x" not in page
