@@ -86,6 +86,7 @@ def _cells(page: str, layer: str) -> list[str]:
 
 def test_leads_with_the_label_null_topo_beside_baseline(tmp_path):
     page = statistics.render(ctx(tmp_path))
+    assert 'class="missing"' not in page  # every key of the contract is there: nothing is reported missing
     h3 = re.findall(r"<h3>(.*?)</h3>", page)
     assert h3[1].startswith("Phone-specific organization (label null)"), h3
     assert h3.index("Map smoothness (not phoneme grouping)") > h3.index(h3[1])

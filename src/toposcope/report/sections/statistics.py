@@ -78,9 +78,11 @@ def _table(models: list[RunData], layers: list[str], sub: list[str], cells, empt
 
 def _missing_key(models: list[RunData], layers: list[str], key: str, what: str) -> str:
     """A note naming the runs whose stats.json has no ``key`` (written before it existed)."""
-    lacking = [rd.label for rd in models if rd.stats_layers
-               and not any(_test(rd.stats_layers.get(l), key) or stat_value(rd.stats_layers.get(l), key) is not None
-                           for l in layers)]
+    def has(e) -> bool:
+        v = (e or {}).get(key)
+        return (isinstance(v, dict) and bool(v)) or finite(v)
+
+    lacking = [rd.label for rd in models if rd.stats_layers and not any(has(rd.stats_layers.get(l)) for l in layers)]
     if not lacking:
         return ""
     noted = any(isinstance(rd.stats, dict) and rd.stats.get("notes") for rd in models if rd.label in lacking)
@@ -94,7 +96,7 @@ def _notes(models: list[RunData]) -> str:
     """The ``notes`` of each ``maps/stats.json`` (what could not be computed, and why)."""
     items = [f"<li>{esc(rd.label)}: {esc(str(n))}</li>" for rd in models if isinstance(rd.stats, dict)
              and isinstance(rd.stats.get("notes"), list) for n in rd.stats["notes"]]
-    return f'<div class="missing"><b>Notes from maps/stats.json</b><ul>{"".join(items)}</ul></div>' if items else ""
+    return f'<div class="notes"><b>Notes from maps/stats.json</b><ul>{"".join(items)}</ul></div>' if items else ""
 
 
 def _mean(xs) -> float | None:
