@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": "toposcope.commands.evaluate",
     "profile": "toposcope.commands.profile",
     "maps": "toposcope.commands.maps",
+    "layout": "toposcope.commands.layout",
     "optimize": "toposcope.commands.optimize",
     "exemplars": "toposcope.commands.exemplars",
     "filters": "toposcope.commands.filters",

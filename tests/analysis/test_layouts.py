@@ -317,3 +317,20 @@ def test_layout_run_writes_the_contract_files(tiny_run, tiny_corpus, tmp_path):
         layout_run(run, None, layer="conv7", progress=False)
     with pytest.raises(LayoutError, match="pass the corpus"):
         layout_run(run, None, layer="conv1", fit_split="valid", progress=False)
+
+
+def test_layout_command(tiny_run, tiny_corpus, tmp_path, capsys):
+    from toposcope.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("profiles", "layouts", "maps*"))
+    assert main(["layout", str(run), "--layer", "conv3", "--method", "som", "--grid", "4x8", "--data",
+                 str(tiny_corpus.root), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "conv3: 32 units on 4x8 (som, gradnap, fitted on train" in out
+    d = json.loads(layout_path(run, "conv3", "som").read_text())
+    assert d["grid"] == [4, 8] and sorted(d["cell_of_unit"]) == list(range(32))
+    assert main(["layout", str(run), "--layer", "conv3", "--grid", "3x8", "--no-progress"]) == 2
+    assert "grid 3x8 too small for 32 units" in capsys.readouterr().err
+    assert main(["layout", str(run), "--layer", "fc", "--no-progress"]) == 2
+    assert "no layer 'fc'" in capsys.readouterr().err

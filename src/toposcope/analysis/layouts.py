@@ -602,8 +602,8 @@ def check_fit_split(layouts, profiles, allow_fit_split: bool = False) -> bool:
 # ---------------------------------------------------------------------------------------------------
 def layout_run(run_dir, data=None, *, layer: str | Iterable[str] = "all", method: str = "som",
                features: str = "gradnap", fit_split: str = "train", seed: int = 0, checkpoint: str = "best",
-               grid=None, batch_size: int = 8, max_utterances: int = 0, device: str = "cpu",
-               progress: bool = True) -> dict[str, Layout]:
+               grid=None, embedding: str = "isomap", batch_size: int = 8, max_utterances: int = 0,
+               device: str = "cpu", progress: bool = True) -> dict[str, Layout]:
     """Fit and write ``RUN/layouts/<layer>-<method>.json`` for ``layer`` (a name, a list, or ``"all"``).
 
     Unit features come from the profile ``RUN/profiles/gradnap-phone-<fit_split>.npz``, computed first
@@ -613,7 +613,7 @@ def layout_run(run_dir, data=None, *, layer: str | Iterable[str] = "all", method
     from ..checkpoint import checkpoint_path, load_run
     from ..runlock import run_lock
 
-    cfg = LayoutConfig(method=method, features=features, seed=seed)
+    cfg = LayoutConfig(method=method, features=features, seed=seed, embedding=embedding)
     run_dir = Path(run_dir)
     with run_lock(run_dir, "layout"):
         run = load_run(run_dir, checkpoint, device=device)
