@@ -1,11 +1,13 @@
-"""Model configs as frozen, validated dataclasses, read from TOML (SPEC §3).
+"""Model configs as frozen, validated dataclasses, read from TOML (README "What it is"; docs/method.md).
 
 Shipped configs live in ``toposcope/configs/<name>.toml``; ``load_config`` accepts such a name or
-a path to a user's own TOML file. Unknown keys are an error, never ignored.
+a path to a user's own TOML file. Unknown keys, wrong types and non-finite numbers are errors
+(:class:`ConfigError`, naming the file and the table), never ignored.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -20,6 +22,18 @@ __all__ = ["LayerSpec", "ModelConfig", "TrainConfig", "RunConfig", "load_config"
 
 class ConfigError(ValueError):
     """A config file or dict that cannot be used."""
+
+
+def _check_numbers(obj, ints: tuple[str, ...], floats: tuple[str, ...]) -> None:
+    """Integer fields must be integers (not bools); float fields finite real numbers (ints allowed)."""
+    for n in ints:
+        v = getattr(obj, n)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{n} must be an integer, got {v!r}")
+    for n in floats:
+        v = getattr(obj, n)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(f"{n} must be a finite number, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,8 @@ class ModelConfig:
     norm: str = "none"
 
     def __post_init__(self) -> None:
+        _check_numbers(self, (), ("dropout",))
+        object.__setattr__(self, "dropout", float(self.dropout))
         if self.norm not in ("none", "batch"):
             raise ConfigError(f"norm must be 'none' or 'batch', got {self.norm!r}")
         if not self.layers:
@@ -100,6 +116,9 @@ class TrainConfig:
     log_every: int = 10  # steps between "train" lines in metrics.jsonl
 
     def __post_init__(self) -> None:
+        _check_numbers(self, ("neighborhood", "batch_size", "epochs", "max_steps", "warmup_steps", "seed", "log_every"),
+                       ("topo_weight", "lr", "weight_decay", "max_batch_seconds", "grad_clip", "max_minutes",
+                        "min_lr_ratio"))
         if self.topo_weight < 0:
             raise ConfigError(f"topo_weight must be >= 0, got {self.topo_weight}")
         if self.neighborhood < 3 or self.neighborhood % 2 == 0:
@@ -141,9 +160,7 @@ def _take(cls, table: dict, where: str):
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     try:
         return cls(**table)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError) as e:  # ConfigError included: say where
         raise ConfigError(f"{where}: {e}") from None
 
 
@@ -158,8 +175,11 @@ def config_from_dict(d: dict, where: str = "config") -> RunConfig:
         raise ConfigError(f"{where}: needs a [[layers]] list")
     feats = _take(FeatureConfig, d.get("features", {}), f"{where} [features]")
     layers = tuple(_take(LayerSpec, dict(l), f"{where} layers[{i}]") for i, l in enumerate(d["layers"]))
-    model = ModelConfig(name=str(d.get("name", "custom")), features=feats, layers=layers,
-                        dropout=float(d.get("dropout", 0.0)), norm=str(d.get("norm", "none")))
+    try:
+        model = ModelConfig(name=str(d.get("name", "custom")), features=feats, layers=layers,
+                            dropout=d.get("dropout", 0.0), norm=str(d.get("norm", "none")))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     train = _take(TrainConfig, d.get("train", {}), f"{where} [train]")
     return RunConfig(model, train)
 
@@ -174,7 +194,12 @@ def load_config(name_or_path: str | Path) -> RunConfig:
     if p.suffix == ".toml" or p.exists():
         if not p.exists():
             raise ConfigError(f"{p}: config file not found")
-        text, where = p.read_text(), str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: is not a file (a config is a .toml file)")
+        try:
+            text, where = p.read_text(encoding="utf-8"), str(p)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     else:
         res = resources.files("toposcope.configs") / f"{name_or_path}.toml"
         if not res.is_file():
