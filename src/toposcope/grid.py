@@ -212,8 +212,19 @@ def window_mean(maps, n: int = 3) -> np.ndarray:
         raise ValueError(f"window_mean needs (rows, cols) maps, got shape {m.shape}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n % 2 == 0:
         raise ValueError(f"window size must be odd and >= 1, got {n}")
-    h = int(n) // 2
-    pad = [(0, 0)] * (m.ndim - 2) + [(h, h), (h, h)]
-    win = np.lib.stride_tricks.sliding_window_view(np.pad(m, pad), (n, n), axis=(-2, -1))
-    ones = np.lib.stride_tricks.sliding_window_view(np.pad(np.ones(m.shape[-2:]), h), (n, n))
-    return win.sum(axis=(-2, -1)) / ones.sum(axis=(-2, -1))
+    return _box_sum(m, int(n)) / _box_sum(np.ones(m.shape[-2:]), int(n))
+
+
+def _box_sum(m: np.ndarray, n: int) -> np.ndarray:
+    """Sum over the zero-padded ``n x n`` window of every cell of ``(..., rows, cols)``: separable, ``n``
+    shifted slices per axis (fast on large stacks of maps)."""
+    h = n // 2
+    rows, cols = m.shape[-2:]
+    p = np.pad(m, [(0, 0)] * (m.ndim - 2) + [(h, h), (h, h)])
+    s = p[..., 0:rows, :].copy()
+    for k in range(1, n):
+        s += p[..., k:k + rows, :]
+    out = s[..., :, 0:cols].copy()
+    for k in range(1, n):
+        out += s[..., :, k:k + cols]
+    return out
