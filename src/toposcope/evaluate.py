@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import Run, load_run, write_text_atomic
 from .corpus import Corpus, CorpusError
-from .data import BucketBatchSampler, SpeechDataset, collate, load_features, progress_enabled
+from .data import BucketBatchSampler, SpeechDataset, batch_loader, collate, load_features, progress_enabled
 from .model import Wav2Letter
 from .text import ctc_greedy, normalize_text
 
@@ -53,9 +53,10 @@ def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 1
     out: list[tuple[str, str] | None] = [None] * len(dataset)
     sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False) if len(dataset) else None
     try:
+        batches = batch_loader(dataset, sampler, 0) if sampler else iter(())  # DataLoader workers read ahead
         for idx in tqdm(sampler.batches if sampler else [], desc=desc, unit="batch", leave=False,
                         disable=not progress_enabled(progress)):
-            b = collate([dataset[i] for i in idx]).to(device)
+            b = next(batches).to(device)  # = collate([dataset[i] for i in idx]) (unshuffled, one process)
             logp = model(b.feats)  # (B, T', n_classes)
             n_out = model.output_lengths(b.lengths).clamp(max=logp.shape[1])
             best = logp.argmax(-1).cpu()
