@@ -33,6 +33,7 @@ _EXPORTS = {
     "load_profiles": "toposcope.analysis.profiles",
     "smooth_map": "toposcope.analysis.maps",
     "find_region": "toposcope.analysis.maps",
+    "maps_run": "toposcope.analysis.maps",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
