@@ -7,13 +7,18 @@ config by default, random weights, eval mode):
 
 * ``fwd+bwd``: forward, CTC loss against random transcripts, ``loss.backward()`` (weight gradients,
   as in training; no optimizer step);
-* ``gradnap``: :class:`toposcope.profiles.ProfileAccumulator.update` (forward, backward of the target
-  score to the activations of all gridded layers, frame labelling, streaming sums);
+* ``gradnap``: :class:`toposcope.analysis.profiles.ProfileAccumulator.update` (masked forward,
+  backward of the target score to the activations of all gridded layers, frame labelling, streaming
+  per-group and per-segment sums, activation Gram matrices);
 * ``nap``: the same without the backward pass.
 
+``--before PATH`` adds interleaved rows ``gradnap@before`` / ``nap@before`` from another version of
+``analysis/profiles.py`` (e.g. ``git show HEAD~1:src/toposcope/analysis/profiles.py > /tmp/before.py``),
+run on the same batches and model, for before/after numbers from one process.
+
 Usage: ``python benchmarks/bench_profiles.py [--config small] [--utterances 32] [--seconds 3]
-[--batch-size 8] [--repeats 3] [--threads N]``. Prints a table (median wall and process-CPU seconds of
-``--repeats`` interleaved rounds) and the ratios; record ``uptime`` with the numbers.
+[--batch-size 8] [--repeats 3] [--threads N] [--before PATH]``. Prints a table (median wall and
+process-CPU seconds of ``--repeats`` interleaved rounds) and the ratios; record ``uptime`` with the numbers.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 from toposcope.config import load_config
 from toposcope.model import Wav2Letter
 from toposcope.phones import PHONES
-from toposcope.profiles import ProfileAccumulator, layer_lengths
+from toposcope.analysis.profiles import ProfileAccumulator, layer_lengths
 
 
 def make_batches(cfg, n_utts: int, seconds: float, batch_size: int, seed: int = 0):
@@ -46,7 +51,7 @@ def make_batches(cfg, n_utts: int, seconds: float, batch_size: int, seed: int = 
         edges = np.concatenate([[0.0], cuts, [dur]])
         phones = [(float(a), float(b), PHONES[int(g.integers(len(PHONES)))]) for a, b in zip(edges[:-1], edges[1:])
                   if b > a]
-        utts.append(SimpleNamespace(id=f"u{i}", duration=dur, phones=phones, text="the cat"))
+        utts.append(SimpleNamespace(id=f"u{i}", speaker=f"s{i % 4}", duration=dur, phones=phones, text="the cat"))
     utts.sort(key=lambda u: u.duration)
     for i in range(0, n_utts, batch_size):
         chunk = utts[i:i + batch_size]
@@ -62,7 +67,7 @@ def fwd_bwd(model, batches):
     gen = torch.Generator().manual_seed(0)
     for x, lengths, _ in batches:
         model.zero_grad(set_to_none=True)
-        logp = model(x)
+        logp = model(x, lengths)
         out_len = layer_lengths(lengths, model.geometry("output")).clamp(max=logp.shape[1])
         tl = torch.full((len(lengths),), 20, dtype=torch.long)
         tgt = torch.randint(1, 29, (int(tl.sum()),), generator=gen)
@@ -70,9 +75,12 @@ def fwd_bwd(model, batches):
         loss.backward()
 
 
-def profile(model, batches, method):
+def profile(model, batches, method, accumulator=ProfileAccumulator):
     f = model.cfg.features
-    acc = ProfileAccumulator(model, hop=f.hop, sample_rate=f.sample_rate, method=method)
+    try:
+        acc = accumulator(model, hop=f.hop, sample_rate=f.sample_rate, adjustment=method)
+    except TypeError:  # versions before the adjustment objects took method=
+        acc = accumulator(model, hop=f.hop, sample_rate=f.sample_rate, method=method)
     for x, lengths, utts in batches:
         acc.update(x, lengths, utts)
     return acc
@@ -80,8 +88,20 @@ def profile(model, batches, method):
 
 def forward_only(model, batches):
     with torch.no_grad():
-        for x, _, _ in batches:
-            model(x)
+        for x, lengths, _ in batches:
+            model(x, lengths)
+
+
+def load_before(path):
+    """``ProfileAccumulator`` of another version of ``analysis/profiles.py`` (imported as a sibling module)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("toposcope.analysis._profiles_before", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod.ProfileAccumulator
 
 
 def timed(fns: dict, repeats: int) -> dict:
@@ -105,6 +125,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    ap.add_argument("--before", default=None, metavar="PATH", help="another analysis/profiles.py to compare")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -114,18 +135,24 @@ def main() -> None:
     frames = sum(int(b[1].sum()) for b in batches)
     fwd_bwd(model, batches[:1])  # warm-up
     profile(model, batches[:1], "gradnap")
-    runs, cpu = timed({"fwd+bwd": lambda: fwd_bwd(model, batches),
-                  "gradnap": lambda: profile(model, batches, "gradnap"),
-                  "nap": lambda: profile(model, batches, "nap"),
-                  "fwd only": lambda: forward_only(model, batches)}, a.repeats)
+    fns = {"fwd+bwd": lambda: fwd_bwd(model, batches),
+           "gradnap": lambda: profile(model, batches, "gradnap"),
+           "nap": lambda: profile(model, batches, "nap"),
+           "fwd only": lambda: forward_only(model, batches)}
+    if a.before:
+        before = load_before(a.before)
+        profile(model, batches[:1], "gradnap", before)
+        fns["gradnap@before"] = lambda: profile(model, batches, "gradnap", before)
+        fns["nap@before"] = lambda: profile(model, batches, "nap", before)
+    runs, cpu = timed(fns, a.repeats)
     med = {k: statistics.median(v) for k, v in runs.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     base, grad = med["fwd+bwd"], med["gradnap"]
     print(f"config={a.config} utterances={a.utterances} x ~{a.seconds:g}s ({frames} feature frames) "
           f"batch={a.batch_size} threads={torch.get_num_threads()} repeats={a.repeats}")
-    print(f"{'pass':<10}{'wall s':>9}{'ratio':>7}{'cpu s':>9}{'ratio':>7}   wall s of all rounds")
+    print(f"{'pass':<15}{'wall s':>9}{'ratio':>7}{'cpu s':>9}{'ratio':>7}   wall s of all rounds")
     for name, t in med.items():
-        print(f"{name:<10}{t:>9.3f}{t / base:>7.2f}{cmed[name]:>9.3f}{cmed[name] / cmed['fwd+bwd']:>7.2f}   "
+        print(f"{name:<15}{t:>9.3f}{t / base:>7.2f}{cmed[name]:>9.3f}{cmed[name] / cmed['fwd+bwd']:>7.2f}   "
               f"{' '.join(f'{r:.3f}' for r in runs[name])}")
     ok = grad <= 1.5 * base
     print(f"target gradnap <= 1.5x fwd+bwd (wall medians): {'met' if ok else 'NOT met'} ({grad / base:.2f}x; "

@@ -80,3 +80,84 @@ def test_bad_configs_are_clear_errors(tmp_path):
     p = tmp_path / "mine.toml"
     p.write_text('[[layers]]\nchannels = 16\nkernel = 3\n[features]\nn_mels = 16\nn_fft = 64\nhop = 16\n')
     assert load_config(p).model.name == "mine"
+
+
+def _model(norm: str = "none", seed: int = 0) -> Wav2Letter:
+    """``tiny`` (kernels of 5 frames) with random weights; BatchNorm with random running statistics and
+    affine parameters (so padded frames would be far from zero without the mask)."""
+    import dataclasses
+
+    torch.manual_seed(seed)
+    m = Wav2Letter(dataclasses.replace(load_config("tiny").model, norm=norm)).eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(-2, 2)
+                mod.bias.uniform_(-0.5, 1.0)
+    return m
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_lengths_zero_padding_before_the_hook_at_every_layer(norm):
+    """With lengths, every site sees exactly 0 past the utterance's valid length, and the valid frames
+    (activations and gradients) equal those of the utterance run alone."""
+    m = _model(norm)
+    names = list(m.layer_names) + ["output"]
+    x = torch.randn(3, m.cfg.features.n_mels, 101)
+    lens = torch.tensor([101, 37, 64])
+    for b, n in enumerate(lens.tolist()):
+        x[b, :, n:] = 0.0
+    x.requires_grad_(True)
+    with record(m, names, grads=True) as rec:
+        logp = m(x, lens)
+        n_out = m.output_lengths(lens)
+        valid = torch.arange(logp.shape[1])[None] < n_out[:, None]
+        (logp.max(-1).values * valid).sum().backward()
+    for b in (1, 2):
+        xb = x[b:b + 1, :, :int(lens[b])].detach().clone().requires_grad_(True)
+        with record(m, names, grads=True) as alone:
+            lp = m(xb)
+            lp.max(-1).values.sum().backward()
+        for n in names:
+            L = int(m.layer_lengths(n, lens)[b])
+            assert alone.acts[n].shape[-1] == L
+            assert torch.count_nonzero(rec.acts[n][b, :, L:]) == 0  # exactly zero before the hook
+            torch.testing.assert_close(rec.acts[n][b, :, :L], alone.acts[n][0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(rec.grads[n][b, :, :L], alone.grads[n][0], rtol=1e-4, atol=1e-6)
+    # the longest row sees no padding: identical to the unmasked forward
+    torch.testing.assert_close(logp[0], m(x.detach())[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_without_lengths_padding_reaches_conv2_of_a_short_utterance(norm):
+    """The failure the mask prevents: in a padded batch, conv1's activations past a short utterance's
+    end are not zero (bias, BatchNorm shift), and conv2's last valid frames read them."""
+    m = _model(norm)
+    x = torch.zeros(2, m.cfg.features.n_mels, 101)
+    x[0] = torch.randn(m.cfg.features.n_mels, 101)
+    x[1, :, :37] = torch.randn(m.cfg.features.n_mels, 37)
+    lens = torch.tensor([101, 37])
+    L2 = int(m.layer_lengths("conv2", lens)[1])
+    with record(m, ["conv1", "conv2"]) as unmasked:
+        m(x)
+    with record(m, ["conv1", "conv2"]) as masked:
+        m(x, lens)
+    with record(m, ["conv2"]) as alone:
+        m(x[1:2, :, :37])
+    assert unmasked.acts["conv1"][1, :, int(m.layer_lengths("conv1", lens)[1]):].abs().max() > 0.01
+    leak = (unmasked.acts["conv2"][1, :, :L2] - alone.acts["conv2"][0]).abs().max()
+    assert leak > 1e-3
+    torch.testing.assert_close(masked.acts["conv2"][1, :, :L2], alone.acts["conv2"][0], rtol=1e-5, atol=1e-6)
+
+
+def test_layer_lengths_and_bad_lengths():
+    m = _model()
+    lens = torch.tensor([101, 7, 0])
+    assert m.layer_lengths("conv1", lens).tolist() == [51, 4, 0]  # (n + 4 - 5) // 2 + 1, clipped at 0
+    assert m.layer_lengths("output", lens).tolist() == m.output_lengths(lens).tolist()
+    with pytest.raises(KeyError, match="no layer"):
+        m.layer_lengths("conv9", lens)
+    with pytest.raises(ValueError, match="lengths must have shape"):
+        m(torch.zeros(2, m.cfg.features.n_mels, 20), torch.tensor([20]))

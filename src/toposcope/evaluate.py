@@ -57,7 +57,7 @@ def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 1
         for idx in tqdm(sampler.batches if sampler else [], desc=desc, unit="batch", leave=False,
                         disable=not progress_enabled(progress)):
             b = next(batches).to(device)  # = collate([dataset[i] for i in idx]) (unshuffled, one process)
-            logp = model(b.feats)  # (B, T', n_classes)
+            logp = model(b.feats, b.lengths)  # (B, T', n_classes); padding masked (batch invariant)
             n_out = model.output_lengths(b.lengths).clamp(max=logp.shape[1])
             best = logp.argmax(-1).cpu()
             for j, i in enumerate(idx):

@@ -10,6 +10,13 @@ Activation sites are addressed by name (``"conv1"`` ... ``"convN"``, ``"output"`
 in a :class:`HookPoint` whose output is the post-ReLU activation ``(batch, channels, frames')``.
 Analysis code hooks those through :mod:`toposcope.hooks`; no ``Sequential`` index leaks out.
 Padding is ``(kernel - 1) // 2`` on both sides, so lengths shrink only by the strides.
+
+Batch invariance (``docs/method.md`` § Profiles): ``forward(feats, lengths)`` zeroes, at every block,
+the frames beyond each utterance's valid length at that block (:meth:`Wav2Letter.layer_lengths`)
+after the ReLU and *before* the hook point, and zeroes the input beyond ``lengths``. A conv then sees
+zeros past an utterance's end, which is exactly its own zero padding: every valid frame, and every
+recorded activation and gradient, equals that of the utterance run alone (BatchNorm in eval mode;
+in training mode BatchNorm's batch statistics still include the padded frames).
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ class HookPoint(nn.Identity):
     """A named place whose forward output analysis code can record or read gradients of."""
 
 
+def mask_frames(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``x (B, C, T)`` with frames ``t >= lengths[b]`` set to exactly 0 (no gradient flows through them)."""
+    valid = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, T)
+    return x.masked_fill(~valid[:, None, :], 0.0)
+
+
 class ConvBlock(nn.Module):
     """Conv1d -> [BatchNorm] -> ReLU (not in-place) -> hook (the activation site) -> dropout."""
 
@@ -42,12 +55,24 @@ class ConvBlock(nn.Module):
         self.hook = HookPoint()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def activate(self, z: torch.Tensor) -> torch.Tensor:
-        """Everything after the convolution: ``(B, C_out, T')`` conv output -> block output."""
-        return self.drop(self.hook(self.act(self.norm(z))))
+    def activate(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Everything after the convolution: ``(B, C_out, T')`` conv output -> block output.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, C_out, T')
-        return self.activate(self.conv(x))
+        ``lengths (B,)``: valid output frames per row; later frames are set to exactly zero before
+        the hook point (so hooks see, and gradients flow from, the masked activation)."""
+        h = self.act(self.norm(z))
+        if lengths is not None:
+            h = mask_frames(h, lengths)
+        return self.drop(self.hook(h))
+
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid output frames of this block for ``lengths (B,)`` valid input frames (Conv1d arithmetic)."""
+        k, s, p = self.spec.kernel, self.spec.stride, self.spec.padding
+        return (torch.div(lengths + 2 * p - k, s, rounding_mode="floor") + 1).clamp_min(0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C_in, T) -> (B, C_out, T')``; ``lengths (B,)``: valid input frames (masking, see above)."""
+        return self.activate(self.conv(x), None if lengths is None else self.out_lengths(lengths))
 
 
 class Wav2Letter(nn.Module):
@@ -63,20 +88,42 @@ class Wav2Letter(nn.Module):
         self.grids: dict[str, Grid] = {n: s.get_grid() for n, s in zip(cfg.layer_names, cfg.layers)}
 
     # -- the computation ---------------------------------------------------------------------
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_mels, frames)`` -> log-probabilities ``(batch, frames', n_classes)``."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, n_mels, frames)`` -> log-probabilities ``(batch, frames', n_classes)``.
+
+        ``lengths (batch,)``: valid feature frames per utterance of a right-padded batch. With it,
+        every block's activation beyond the utterance's valid length at that block is zero before
+        its hook point, so each utterance's valid frames are those it gets alone (batch invariance;
+        the log-probs past ``output_lengths(lengths)`` come from zero logits and are meaningless).
+        """
         x = feats
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=feats.device)
+            if lengths.shape != (feats.shape[0],):
+                raise ValueError(f"lengths must have shape ({feats.shape[0]},) for a batch of "
+                                 f"{feats.shape[0]}, got {tuple(lengths.shape)}")
+            lengths = lengths.clamp(max=feats.shape[-1])
+            x = mask_frames(x, lengths)
         for block in self.blocks.values():
-            x = block(x)
+            x = block(x, lengths)
+            if lengths is not None:
+                lengths = block.out_lengths(lengths)
         return F.log_softmax(x.transpose(1, 2), dim=-1)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames for inputs of ``lengths`` feature frames."""
-        out = lengths.clone()
-        for block in self.blocks.values():
-            k, s, p = block.spec.kernel, block.spec.stride, block.spec.padding
-            out = torch.div(out + 2 * p - k, s, rounding_mode="floor") + 1
-        return out
+        return self.layer_lengths("output", lengths)
+
+    def layer_lengths(self, name: str, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames at layer ``name`` (``(B,)``) for inputs of ``lengths (B,)`` feature frames."""
+        if name not in self.blocks:
+            raise KeyError(f"no layer {name!r}; layers: {', '.join(self.blocks)}")
+        out = torch.as_tensor(lengths).clone()
+        for n, block in self.blocks.items():
+            out = block.out_lengths(out)
+            if n == name:
+                return out
+        raise AssertionError("unreachable")
 
     # -- names and geometry used by analysis code -------------------------------------------
     @property

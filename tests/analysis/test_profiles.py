@@ -279,3 +279,247 @@ def test_cli_profile_and_maps(planted_corpus, planted_model, tmp_path, capsys):
     assert (run / "maps" / "conv1" / "s.png").is_file() and (run / "maps" / "conv3" / "overview.png").is_file()
     assert main(["profile", str(run), "--data", str(planted_corpus.root), "--split", "train"]) == 2
     assert "split 'train' is empty" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# batch invariance, per-segment sums, activation statistics, profile_run
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def varied_corpus(tmp_path_factory):
+    """16 utterances of 0.3-2.0 s (noise + a tone in random segments), random phone segmentations
+    with gaps, two speakers: padded batches mix very different lengths."""
+    root = tmp_path_factory.mktemp("varied")
+    (root / "audio").mkdir()
+    rng = np.random.default_rng(1)
+    utts = []
+    for i in range(16):
+        dur = float(rng.uniform(0.3, 2.0))
+        n = int(dur * SR)
+        wave = 0.05 * rng.standard_normal(n)
+        edges = np.sort(rng.uniform(0, dur, 10))
+        phones = []
+        for a, b in zip(edges[:-1:2], edges[1::2]):  # every other interval: gaps stay unlabelled
+            lab = ("aa", "s", "t", "iy")[int(rng.integers(4))]
+            phones.append((round(float(a), 6), round(float(b), 6), lab))
+            if lab == "s":
+                ia, ib = int(a * SR), int(b * SR)
+                wave[ia:ib] += 0.5 * np.sin(2 * np.pi * TONE_HZ * np.arange(ib - ia) / SR)
+        sf.write(root / "audio" / f"v{i}.wav", wave.astype(np.float32), SR, subtype="FLOAT")
+        utts.append(Utterance(id=f"v{i}", audio=f"audio/v{i}.wav", speaker=f"spk{i % 2}", text="a st",
+                              duration=n / SR, phones=phones, split="test"))
+    write_manifest(root / "manifest.jsonl", utts)
+    return Corpus.load(root)
+
+
+def _random_model(norm: str) -> Wav2Letter:
+    import dataclasses
+
+    torch.manual_seed(3)
+    m = Wav2Letter(dataclasses.replace(load_config("tiny").model, norm=norm)).eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(-2, 2)
+                mod.bias.uniform_(-0.5, 1.0)
+    return m
+
+
+def _rel(a, b) -> float:
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(a)).max())
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_batch_size_1_equals_16(varied_corpus, norm):
+    """GradNAP and NAP: batch size 1 == batch size 16 to 1e-5 relative, every layer (kernels of 5
+    frames; with BatchNorm in eval mode too), including per-segment sums and Gram matrices."""
+    model = _random_model(norm)
+    for method in ("gradnap", "nap"):
+        one = compute_profiles(model, varied_corpus, method=method, batch_size=1, progress=False)
+        all16 = compute_profiles(model, varied_corpus, method=method, batch_size=16, progress=False)
+        assert one.groups == all16.groups and len(one.groups) == 4
+        for layer in model.layer_names:
+            a, b = one[layer], all16[layer]
+            np.testing.assert_array_equal(a.counts, b.counts)
+            np.testing.assert_array_equal(a.seg_counts, b.seg_counts)
+            assert a.act_count == b.act_count
+            for key in ("raw", "values", "seg_sums", "gram", "act_sum"):
+                assert _rel(getattr(a, key), getattr(b, key)) <= 1e-5, (method, layer, key)
+
+
+def test_segment_sums_add_up_to_the_group_profiles(planted_corpus, planted_model):
+    """raw[g] == seg_sums[label == g].sum(0) / seg_counts[label == g].sum(); the table is the manifest's;
+    per-segment frame counts follow the frame-centre rule; ERP epochs keep the same frame-level sums."""
+    model, c, _ = planted_model
+    for method in ("gradnap", "nap"):
+        prof = compute_profiles(model, planted_corpus, method=method, batch_size=2, progress=False)
+        seg = prof.segments
+        rows = [(u.id, u.speaker, lab, s, e) for u in planted_corpus for s, e, lab in u.phones]
+        assert len(seg) == len(rows) == 25
+        assert list(seg.utt) == [r[0] for r in rows] and list(seg.label) == [r[2] for r in rows]
+        assert list(seg.speaker) == ["x"] * 25
+        np.testing.assert_array_equal(seg.start, [r[3] for r in rows])
+        np.testing.assert_array_equal(seg.end, [r[4] for r in rows])
+        for layer, lp in prof.layers.items():
+            assert lp.seg_sums.shape == (25, lp.grid.size) and lp.seg_sums.dtype == np.float64
+            for gi, g in enumerate(prof.groups):
+                sel = seg.label == g
+                np.testing.assert_allclose(lp.raw[gi], lp.seg_sums[sel].sum(0) / lp.seg_counts[sel].sum(),
+                                           rtol=1e-12, atol=1e-15)
+                assert lp.seg_counts[sel].sum() == lp.counts[gi]
+    # conv1 frame t is centred at 2t * 10 ms: count the frames of each segment by hand
+    hop = model.cfg.features.hop / SR
+    for i, u in enumerate(planted_corpus):
+        n_feat = int(round(u.duration * SR)) // model.cfg.features.hop + 1
+        centres = 2 * np.arange((n_feat - 1) // 2 + 1) * hop
+        expect = [int(((centres >= s) & (centres < e)).sum()) for s, e, _ in u.phones]
+        got = prof["conv1"].seg_counts[seg.utt == u.id]
+        assert got.tolist() == expect
+    # the planted channel fires only inside /s/ segments
+    s_rows = seg.label == "s"
+    assert (prof["conv1"].seg_sums[s_rows, c] > 0).all() and (prof["conv1"].seg_sums[~s_rows, c] == 0).all()
+    ep = compute_profiles(model, planted_corpus, method="nap", epochs=2, batch_size=2, progress=False)
+    for layer in ep.layers:
+        np.testing.assert_allclose(ep[layer].seg_sums, prof[layer].seg_sums, rtol=1e-12)
+        np.testing.assert_array_equal(ep[layer].seg_counts, prof[layer].seg_counts)
+    pred = compute_profiles(model, planted_corpus, grouping="predicted", progress=False)
+    assert pred.segments is None and pred["conv1"].seg_sums is None and pred["conv1"].gram is not None
+
+
+def test_gram_and_correlation_equal_a_direct_computation(varied_corpus):
+    """gram / act_sum / act_count equal sum a a^T, sum a, count over the labelled valid frames of each
+    utterance run alone; activation_correlation equals np.corrcoef (constant channels: 0)."""
+    from toposcope.analysis.profiles import activation_correlation
+    from toposcope.audio import read_audio
+    from toposcope.features import log_mel
+    from toposcope.hooks import record
+    from toposcope.labels import frame_times, label_frames
+    from toposcope.phones import PHONES
+
+    model = _random_model("batch")
+    f = model.cfg.features
+    prof = compute_profiles(model, varied_corpus, method="nap", batch_size=5, progress=False)
+    frames = {n: [] for n in model.layer_names}
+    for u in varied_corpus:
+        x = log_mel(read_audio(varied_corpus.audio_path(u), sample_rate=f.sample_rate), f)[None]
+        with torch.no_grad(), record(model, model.layer_names) as rec:
+            model(x)
+        for n in model.layer_names:
+            a = rec.acts[n][0].double().numpy()  # (C, T_l)
+            lab = label_frames(frame_times(a.shape[1], model.geometry(n), f.hop, f.sample_rate), u.phones, PHONES)
+            frames[n].append(a[:, lab >= 0])
+    for n in model.layer_names:
+        a = np.concatenate(frames[n], axis=1)  # (C, N)
+        lp = prof[n]
+        assert lp.act_count == a.shape[1]
+        np.testing.assert_allclose(lp.act_sum, a.sum(1), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(lp.gram, a @ a.T, rtol=1e-5, atol=1e-5 * np.abs(a @ a.T).max())
+        corr = activation_correlation(lp)
+        live = a.std(1) > 1e-6 * np.sqrt((a ** 2).mean(1) + 1e-300)
+        assert live.sum() > 5
+        np.testing.assert_allclose(corr[np.ix_(live, live)], np.corrcoef(a[live]), atol=1e-5)
+        off = ~np.eye(len(live), dtype=bool)
+        assert (corr[~live][off[~live]] == 0).all()
+        np.testing.assert_array_equal(np.diag(corr), 1.0)
+
+
+def test_correlation_of_a_constant_channel_is_zero():
+    from toposcope.analysis.profiles import LayerProfile, activation_correlation
+    from toposcope.grid import Grid
+
+    # 4 frames of 3 channels: x, 2x + 1 (r = 1), constant 5 (r = 0)
+    a = np.array([[0.0, 1.0, 2.0, 5.0], [1.0, 3.0, 5.0, 11.0], [5.0, 5.0, 5.0, 5.0]])
+    lp = LayerProfile(values=np.zeros((1, 3)), raw=np.zeros((1, 3)), counts=np.ones(1), grid=Grid(3, 1),
+                      gram=a @ a.T, act_sum=a.sum(1), act_count=4)
+    np.testing.assert_allclose(activation_correlation(lp), [[1, 1, 0], [1, 1, 0], [0, 0, 1]], atol=1e-12)
+
+
+def test_new_arrays_roundtrip_and_old_files_still_load(planted_corpus, planted_model, tmp_path):
+    from toposcope.analysis.profiles import ProfileError, activation_correlation
+
+    model, _, _ = planted_model
+    prof = compute_profiles(model, planted_corpus, batch_size=2, progress=False)
+    path = prof.save(tmp_path / "p.npz")
+    z = dict(np.load(path))
+    for key in ("segments.utt", "segments.speaker", "segments.label", "segments.start", "segments.end",
+                "conv1.seg_sums", "conv1.seg_counts", "conv1.gram", "conv1.act_sum", "conv1.act_count"):
+        assert key in z
+    back = load_profiles(path)
+    assert list(back.segments.utt) == list(prof.segments.utt)
+    np.testing.assert_array_equal(back["conv2"].seg_sums, prof["conv2"].seg_sums)
+    np.testing.assert_array_equal(back["conv2"].gram, prof["conv2"].gram)
+    assert back["conv2"].act_count == prof["conv2"].act_count
+    # a file of the earlier format (none of these keys) loads, with the new fields None
+    old = {k: v for k, v in z.items() if not k.startswith("segments.")
+           and not k.endswith((".seg_sums", ".seg_counts", ".gram", ".act_sum", ".act_count"))}
+    np.savez(tmp_path / "old.npz", **old)
+    was = load_profiles(tmp_path / "old.npz")
+    assert was.segments is None and was["conv1"].seg_sums is None and was["conv1"].gram is None
+    np.testing.assert_array_equal(was["conv1"].values, prof["conv1"].values)
+    with pytest.raises(ProfileError, match="re-run `toposcope profile`"):
+        activation_correlation(was["conv1"])
+    # a table that does not match the sums is refused, naming the file
+    bad = dict(z)
+    bad["conv1.seg_sums"] = bad["conv1.seg_sums"][:-1]
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(ProfileError, match="bad.npz.*per-segment sums"):
+        load_profiles(tmp_path / "bad.npz")
+
+
+def test_profile_run_writes_records_checkpoint_and_holds_the_lock(planted_corpus, planted_model, tmp_path):
+    import fcntl
+
+    from toposcope.analysis.profiles import profile_run
+    from toposcope.checkpoint import save_checkpoint
+    from toposcope.config import RunConfig
+    from toposcope.runlock import LOCK_FILE, RunLockedError
+
+    model, c, _ = planted_model
+    run = tmp_path / "run"
+    for which in ("best", "last"):
+        save_checkpoint(run / "checkpoints" / f"{which}.pt", {"model": model.state_dict(),
+                                                             "config": RunConfig(model.cfg).to_dict()})
+    prof = profile_run(run, planted_corpus.root, checkpoint="last", method="nap", epochs=1,
+                       max_utterances=3, progress=False)
+    assert prof.meta["checkpoint"] == "last" and prof.meta["split"] == "test" and prof.meta["n_utterances"] == 3
+    back = load_profiles(run / "profiles" / "nap-phone.npz")
+    assert back.meta["checkpoint"] == "last" and back.meta["epochs_k"] == 1
+    assert set(back.segments.utt) == {"u0", "u1", "u2"}
+    np.testing.assert_array_equal(back["conv1"].epochs, prof["conv1"].epochs)
+    named = profile_run(run, planted_corpus, name="mine", progress=False)
+    assert named.meta["checkpoint"] == "best" and (run / "profiles" / "mine.npz").is_file()
+    assert int(np.argmax(named.map("conv1", "s"))) == c
+    with open(run / LOCK_FILE, "w") as held:  # another writer holds the run folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunLockedError, match="in use"):
+            profile_run(run, planted_corpus, name="locked", progress=False)
+    assert not (run / "profiles" / "locked.npz").exists()
+    with pytest.raises(ValueError, match="checkpoint must be"):
+        profile_run(run, planted_corpus, checkpoint="final", progress=False)
+    with pytest.raises(FileNotFoundError, match="run directory"):
+        profile_run(tmp_path / "nope", planted_corpus, progress=False)
+
+
+def test_parts_are_objects_passed_in_and_the_model_is_profileable(planted_corpus, planted_model):
+    """A new adjustment is a small object, no change to the accumulator; Wav2Letter is a ProfileableModel."""
+    from dataclasses import dataclass
+
+    from toposcope.analysis.profiles import ProfileableModel
+
+    @dataclass(frozen=True)
+    class TwiceA:
+        name: str = "twice"
+        needs_grad: bool = False
+
+        def __call__(self, a, g):
+            return 2 * a
+
+    model, _, _ = planted_model
+    assert isinstance(model, ProfileableModel)
+    nap = compute_profiles(model, planted_corpus, method="nap", progress=False)
+    twice = compute_profiles(model, planted_corpus, method=TwiceA(), progress=False)
+    assert twice.method == "twice"
+    for layer in nap.layers:
+        np.testing.assert_allclose(twice[layer].raw, 2 * nap[layer].raw, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(twice[layer].gram, nap[layer].gram, rtol=1e-6)  # raw A, not adjusted

@@ -1,4 +1,6 @@
-"""``toposcope profile``: NAPs / GradNAPs of every gridded layer of a run (SPEC §5)."""
+"""``toposcope profile``: NAPs / GradNAPs of every gridded layer of a run (``docs/method.md`` § Profiles).
+
+Argument parsing and printing only: :func:`toposcope.analysis.profiles.profile_run` does the work."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--baseline", default="uniform", choices=("uniform", "frames"),
                    help="baseline: mean over groups (default) or frame-count weighted")
     p.add_argument("--epochs", type=int, default=0, metavar="K",
-                   help="ERP-style epochs of +-K layer frames around each segment centre (0: off)")
+                   help="ERP epochs (+-K frames): average the 2K+1 layer frames around each segment centre "
+                        "(0: off; not training epochs)")
     p.add_argument("--layers", nargs="+", default=None, metavar="LAYER", help="only these layers")
     p.add_argument("--name", default=None, help="output name (default <method>-<grouping>)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
@@ -36,50 +39,22 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def pick_split(corpus, split):
-    """``(name, utterances)``: the requested split, or the first non-empty of test/valid/train."""
-    if split == "all":
-        return "all", list(corpus)
-    if split is not None:
-        utts = corpus.split(split)
-        if not utts:
-            have = [s for s in ("train", "valid", "test") if corpus.split(s)]
-            raise ValueError(f"{corpus.root}: split {split!r} is empty; non-empty splits: {', '.join(have)}")
-        return split, utts
-    for s in ("test", "valid", "train"):
-        utts = corpus.split(s)
-        if utts:
-            return s, utts
-    raise ValueError(f"{corpus.root}: the corpus has no utterances")
-
-
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
-    from ..checkpoint import load_run
-    from ..corpus import Corpus
-    from ..analysis.profiles import compute_profiles, profile_name
+    from ..analysis.profiles import profile_path, profile_run
 
-    r = load_run(args.run, args.checkpoint, device=args.device)
-    corpus = Corpus.load(args.data)
-    split, utts = pick_split(corpus, args.split)
+    prof = profile_run(args.run, args.data, split=args.split, checkpoint=args.checkpoint, method=args.method,
+                       grouping=args.group, target=args.target, baseline=args.baseline, epochs=args.epochs,
+                       layers=args.layers, batch_size=args.batch_size, max_utterances=args.max_utterances,
+                       name=args.name, device=args.device, progress=not args.no_progress)
+    split = prof.meta["split"]
     if args.split is None and split != "test":
-        print(f"note: {corpus.root} has no test utterances; profiling the {split} split", file=sys.stderr)
-    if args.max_utterances > 0:
-        utts = utts[:args.max_utterances]
-    meta = {"run": str(Path(args.run)), "corpus": str(corpus.root), "split": split,
-            "checkpoint": r.meta.get("checkpoint")}
-    prof = compute_profiles(r.model, corpus, utts, features=r.config.model.features, method=args.method,
-                            grouping=args.group, target=args.target, baseline=args.baseline, epochs=args.epochs,
-                            layers=args.layers, batch_size=args.batch_size, progress=not args.no_progress,
-                            meta=meta)
-    name = args.name or profile_name(args.method, args.group)
-    out = prof.save(Path(args.run) / "profiles" / f"{name}.npz")
+        print(f"note: {prof.meta['corpus']} has no test utterances; profiling the {split} split", file=sys.stderr)
     unit = "segments" if args.epochs else "frames"
     layers = ", ".join(f"{n} ({lp.grid}, {int(lp.counts.sum())} {unit})" for n, lp in prof.layers.items())
     print(f"{prof.meta['n_utterances']} utterances ({split}), {len(prof.groups)} groups; layers {layers}")
     if prof.meta.get("dropped_groups"):
         print(f"dropped (not seen at every layer): {', '.join(prof.meta['dropped_groups'])}")
-    print(f"written to {out}")
+    print(f"written to {profile_path(args.run, args.name or prof.name)}")
     return 0
