@@ -93,7 +93,7 @@ def test_objective_falls_and_run_is_deterministic(tiny_model):
     g = tiny_model.grids[layer]
     filters = [g.index(r, c) for r in range(2, 5) for c in range(2, 5)]
     obj = PerSample(region_objectives(layer, filters))
-    cfg = OptimizeConfig(steps=12, seed=3)
+    cfg = OptimizeConfig.unconstrained(steps=12, seed=3)  # the pixel-space loop (natural: the next test)
     r = optimize_inputs(tiny_model, obj, batch=10, frames=40, config=cfg)
     assert r.inputs.shape == (10, 32, 40) and r.losses.shape == (12, 10)
     assert float(r.losses[-1].mean()) < float(r.losses[0].mean()) - 0.1  # the minimised loss falls
@@ -101,15 +101,79 @@ def test_objective_falls_and_run_is_deterministic(tiny_model):
     assert all(p.requires_grad for p in tiny_model.parameters())  # model restored
     r2 = optimize_inputs(tiny_model, obj, batch=10, frames=40, config=cfg)
     assert torch.equal(r.inputs, r2.inputs) and torch.equal(r.values, r2.values)
-    r3 = optimize_inputs(tiny_model, obj, batch=10, frames=40, config=OptimizeConfig(steps=12, seed=4))
+    r3 = optimize_inputs(tiny_model, obj, batch=10, frames=40, config=OptimizeConfig.unconstrained(steps=12, seed=4))
     assert not torch.equal(r.inputs, r3.inputs)
+
+
+def test_natural_objective_rises_deterministic_and_needs_a_range(tiny_model):
+    layer = "conv2"
+    g = tiny_model.grids[layer]
+    filters = [g.index(r, c) for r in range(2, 5) for c in range(2, 5)]
+    obj = PerSample(region_objectives(layer, filters))
+    lo, hi = -2.0 * torch.ones(32), 1.5 * torch.ones(32)
+    cfg = OptimizeConfig(steps=12, seed=3)
+    assert cfg.natural and not OptimizeConfig.unconstrained().natural
+    r = optimize_inputs(tiny_model, obj, batch=10, frames=40, config=cfg, data_range=(lo, hi))
+    assert float(r.losses[-1].mean()) < float(r.losses[0].mean()) - 0.1
+    assert bool((r.values > r.objective[0]).all())
+    r2 = optimize_inputs(tiny_model, obj, batch=10, frames=40, config=cfg, data_range=(lo, hi))
+    assert torch.equal(r.inputs, r2.inputs) and torch.equal(r.values, r2.values)
+    # continuing from a result starts where it stopped (the inverse of the parameterisation)
+    r3 = optimize_inputs(tiny_model, obj, batch=10, frames=40, config=OptimizeConfig(steps=0), data_range=(lo, hi),
+                         init=r.inputs)
+    assert torch.allclose(r3.inputs, r.inputs, atol=1e-3)
+    with pytest.raises(ValueError, match="natural optimal inputs need data_range"):
+        optimize_inputs(tiny_model, obj, batch=10, frames=40, config=cfg)
 
 
 def test_data_range_clip_holds(tiny_model):
     lo, hi = -torch.ones(32) * 0.5, torch.ones(32) * torch.linspace(0.1, 1.0, 32)
-    r = optimize_inputs(tiny_model, PerSample([FilterActivation("conv1", 0), FilterActivation("conv1", 1)]),
-                        batch=2, frames=20, config=OptimizeConfig(steps=5), data_range=(lo, hi))
-    assert bool((r.inputs >= lo[:, None]).all()) and bool((r.inputs <= hi[:, None]).all())
+    for cfg in (OptimizeConfig(steps=5), OptimizeConfig.unconstrained(steps=5)):
+        r = optimize_inputs(tiny_model, PerSample([FilterActivation("conv1", 0), FilterActivation("conv1", 1)]),
+                            batch=2, frames=20, config=cfg, data_range=(lo, hi))
+        assert bool((r.inputs >= lo[:, None]).all()) and bool((r.inputs <= hi[:, None]).all())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_natural_inputs_stay_in_range_property(tiny_model, seed):
+    """Whatever the range, target, length, lr or spectrum: every bin of a natural input lies in its band's range."""
+    from toposcope.optimize.data_max import naturalness
+
+    g = torch.Generator().manual_seed(seed)
+    lo = -0.2 - 3 * torch.rand(32, generator=g)
+    hi = lo + 0.05 + 4 * torch.rand(32, generator=g)
+    layer = ("conv1", "conv2")[seed % 2]
+    filt = int(torch.randint(0, 64, (1,), generator=g))
+    frames = int(torch.randint(14, 60, (1,), generator=g))
+    cfg = OptimizeConfig(steps=15, lr=float(10 ** (-2 + 1.5 * torch.rand(1, generator=g))), seed=seed,
+                         decay=float(3 * torch.rand(1, generator=g)), tv=float(torch.rand(1, generator=g)))
+    r = optimize_inputs(tiny_model, PerSample([FilterActivation(layer, filt), RegionActivation(layer, sorted({filt, 62, 63}))]),
+                        batch=2, frames=frames, config=cfg, data_range=(lo, hi))
+    assert bool((r.inputs >= lo[:, None] - 1e-6).all()) and bool((r.inputs <= hi[:, None] + 1e-6).all())
+    assert naturalness(r.inputs, lo, hi).tolist() == [1.0, 1.0]
+    out = r.inputs.clone()
+    out[0, 3, :5] = hi[3] + 1.0  # 5 of 32 * frames bins pushed out: naturalness drops by exactly that share
+    assert float(naturalness(out, lo, hi)[0]) == pytest.approx(1 - 5 / (32 * frames))
+
+
+def test_band_percentiles_match_exact_quantiles():
+    from toposcope.optimize.data_max import BandHistogram, feature_stats
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 20000, generator=g) * torch.tensor([[1.0], [2.0], [0.5]]) + torch.tensor([[0.0], [1.0], [-1.0]])
+    h = BandHistogram(3)
+    h.update(x[:, :7000])
+    h.update(x[:, 7000:])
+    for q in (0.005, 0.5, 0.995):
+        assert torch.allclose(h.quantile(q), torch.quantile(x, q, dim=1), atol=0.01)
+    raws = [torch.randn(4, 4000, generator=g) * 3 + 7 for _ in range(5)]
+    st = feature_stats(raws)
+    from toposcope.features import normalize
+
+    allx = torch.cat([normalize(r) for r in raws], dim=1)
+    assert torch.allclose(st.p_lo, torch.quantile(allx, 0.005, dim=1), atol=0.01)
+    assert torch.allclose(st.p_hi, torch.quantile(allx, 0.995, dim=1), atol=0.01)
+    assert bool((st.lo <= st.p_lo).all()) and bool((st.p_hi <= st.hi).all())
 
 
 def test_data_maxima_match_brute_force(tiny_model):
@@ -157,11 +221,19 @@ def test_optimised_input_exceeds_data_max_on_trained_model(tiny_run, tiny_corpus
     objs = region_objectives(layer, filters)
     dm = data_maxima(model, feats, objs, [geo.n_valid] * len(objs))
     assert all(np.isfinite(dm.values))
-    r = optimize_region(model, layer, filters, config=OptimizeConfig(steps=60), frames=geo.frames,
+    r = optimize_region(model, layer, filters, config=OptimizeConfig.unconstrained(steps=60), frames=geo.frames,
                         data_range=(stats.lo, stats.hi), data_max=dm.values, retries=1)
     assert r["values"].shape == (10,)
     assert bool((r["values"] > torch.tensor(dm.values)).all()), (r["values"], dm.values)
     assert bool((r["inputs"] >= stats.lo[:, None] - 1e-6).all()) and bool((r["inputs"] <= stats.hi[:, None] + 1e-6).all())
+    # natural inputs: inside the 0.5-99.5 percentile range of every band and still above the best real window
+    from toposcope.optimize.data_max import naturalness
+
+    r = optimize_region(model, layer, filters, config=OptimizeConfig(steps=60), frames=geo.frames,
+                        data_range=(stats.p_lo, stats.p_hi), data_max=dm.values, retries=1)
+    assert bool((r["values"] > torch.tensor(dm.values)).all()), (r["values"], dm.values)
+    assert bool((naturalness(r["inputs"], stats.p_lo, stats.p_hi) >= 0.95).all())
+    assert all(f >= w for f, w in zip(dm.frame_values, dm.values))  # a frame peak is at least any window mean
 
 
 def test_cli_writes_region_outputs(tiny_run, tiny_corpus, tmp_path):
@@ -185,6 +257,8 @@ def test_cli_writes_region_outputs(tiny_run, tiny_corpus, tmp_path):
         assert x.shape == (32, s["input"]["frames"]) and np.isfinite(x).all()
         assert (out / f"{t['name']}.wav").stat().st_size > 1000
         assert t["exceeds"] == (t["activation"] > t["data_max"])
+        assert t["data_max_window"] == t["data_max"] and t["data_max_frame"]["value"] >= t["data_max_window"]
+        assert t["n_utterances_searched"] == 8 and t["naturalness"] >= 0.95
     assert s["targets"][0]["position"] == [1, 1]
     assert (out / "region.png").stat().st_size > 10000
     assert json.loads((run / "optimal" / "summary.json").read_text())["groups"] == ["aa"]

@@ -6,10 +6,13 @@ HELP = "optimal inputs (single-filter + joint) for each phone's most responsive 
 DESCRIPTION = (
     "For each chosen phone (default: the three with the most distinct GradNAP maps) and each layer, "
     "optimise a log-mel input (about 0.5 s) for each filter of the phone's 3x3 region from "
-    "RUN/maps/regions.json and one for the whole region, with L2 decay, periodic blur, time jitter and "
-    "clipping to the data range. Writes .npy inputs, region.png, WAV audio (mel inversion + Griffin-Lim) "
-    "and summary.json under RUN/optimal/<layer>/<group>/. Checks that every input drives its target above "
-    "the largest activation seen on real data; exits with status 1 if one does not."
+    "RUN/maps/regions.json and one for the whole region. Default: natural inputs (every bin inside its mel "
+    "band's 0.5-99.5 percentile of real log-mel; a 1/f^2 Fourier parameterisation, time jitter, total "
+    "variation and L2 decay); --unconstrained: the pixel-space optimum (clipping to the data's min/max, "
+    "periodic blur). Writes .npy inputs, region.png, WAV audio (mel inversion + Griffin-Lim) "
+    "and summary.json (activation, naturalness, data_max_window, data_max_frame, n_utterances_searched) under "
+    "RUN/optimal/<layer>/<group>/. Checks that every input drives its target above the best real window of "
+    "its length (data_max_window); exits with status 1 if one does not."
 )
 
 
@@ -23,8 +26,13 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=200, help="optimisation steps per round (200)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate on the input (0.05)")
     p.add_argument("--l2", type=float, default=0.01, help="L2 decay weight (0.01)")
-    p.add_argument("--blur-every", type=int, default=4, help="blur the input every N steps (4; 0: never)")
-    p.add_argument("--blur-sigma", type=float, default=0.5, help="blur std in bins and frames (0.5)")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="pixel-space optimum clipped to the data's min/max (the earlier default)")
+    p.add_argument("--decay", type=float, default=2.0, help="natural: 1/f^DECAY spectrum of the input (2)")
+    p.add_argument("--tv", type=float, default=None, help="total-variation weight (natural 0.2, unconstrained 0)")
+    p.add_argument("--blur-every", type=int, default=4,
+                   help="unconstrained: blur the input every N steps (4; 0: never)")
+    p.add_argument("--blur-sigma", type=float, default=0.5, help="unconstrained: blur std in bins and frames (0.5)")
     p.add_argument("--jitter", type=int, default=2, help="max random time shift in frames (2)")
     p.add_argument("--seconds", type=float, default=0.5, help="input length in seconds of valid frames (0.5)")
     p.add_argument("--seed", type=int, default=0)
@@ -47,9 +55,11 @@ def run(args) -> int:
     from ..optimize.render import OptimizeConfig
     from ..optimize.run import optimize_run
 
-    cfg = OptimizeConfig(steps=args.steps, lr=args.lr, l2=args.l2, blur_every=args.blur_every,
-                         blur_sigma_mel=args.blur_sigma, blur_sigma_time=args.blur_sigma, jitter=args.jitter,
-                         seed=args.seed)
+    kw = dict(steps=args.steps, lr=args.lr, l2=args.l2, blur_every=args.blur_every, blur_sigma_mel=args.blur_sigma,
+              blur_sigma_time=args.blur_sigma, jitter=args.jitter, seed=args.seed, decay=args.decay)
+    if args.tv is not None:
+        kw["tv"] = args.tv
+    cfg = OptimizeConfig.unconstrained(**kw) if args.unconstrained else OptimizeConfig(**kw)
     s = optimize_run(args.run, layers=args.layers, groups=args.groups, data=args.data, split=args.split,
                      max_utterances=args.max_utterances, n_groups=args.n_groups, seconds=args.seconds, config=cfg,
                      retries=args.retries, profiles=args.profiles, checkpoint=args.checkpoint,
@@ -62,9 +72,14 @@ def run(args) -> int:
         d = json.loads((Path(r["path"]) / "summary.json").read_text())
         joint = d["targets"][-1]
         worst = min((t["activation"] / t["data_max"] if t["data_max"] else float("inf")) for t in d["targets"])
+        nat = min((t.get("naturalness") or 0.0) for t in d["targets"])
         print(f"{r['layer']}/{r['group']}: region {tuple(r['center'])}, joint {joint['activation']:.3g} "
-              f"(data max {joint['data_max'] or float('nan'):.3g}), lowest activation/data-max ratio {worst:.2f}, "
-              f"{r['seconds']:.1f} s, {'ok' if r['all_exceed'] else 'BELOW DATA MAXIMUM'} -> {r['path']}")
+              f"(best real window {joint['data_max'] or float('nan'):.3g}), lowest activation/data-max ratio "
+              f"{worst:.2f}, lowest naturalness {nat:.3f}, {r['seconds']:.1f} s, "
+              f"{'ok' if r['all_exceed'] else 'BELOW DATA MAXIMUM'} -> {r['path']}")
+    print(f"{s['parameterization']} inputs: {100 * s['share_exceeds']:.0f} % above the best real window, "
+          f"{100 * s['share_natural_and_exceeds']:.0f} % also natural (>= {s['natural_target']:.2f} of bins in range); "
+          f"data maxima over {s['n_utterances_searched']} utterances")
     if not s["all_exceed"]:
         print(f"toposcope optimize: {len(s['failures'])} optimised input(s) did not exceed the largest activation "
               f"seen on real data: {', '.join(s['failures'])} (try --steps, --lr or a smaller --l2)", file=sys.stderr)

@@ -1,25 +1,27 @@
 """Optimal inputs for filters and regions of the topographic map (SPEC §7, seed §3; Yosinski et al. 2015).
 
 * :mod:`.objectives` -- what to maximise (a filter's / a region's mean activation, sums, weights)
-* :mod:`.param` -- input geometry (receptive fields, valid frames) and the input parameterisation
-* :mod:`.transforms` -- regularisers: L2 decay, periodic blur, random time jitter, data-range clipping
+* :mod:`.param` -- input geometry (receptive fields, valid frames) and the input parameterisations (natural:
+  1/f Fourier + per-band squash into the data's percentile range; unconstrained: pixels)
+* :mod:`.transforms` -- regularisers: L2 decay, total variation, periodic blur, random time jitter, data-range clipping
 * :mod:`.render` -- the optimisation loop (tensors in, tensors out)
 * :mod:`.data_max` -- the largest value of an objective on real data (the sanity check)
 * :mod:`.run` -- ``toposcope optimize``: regions of a run directory -> ``RUN/optimal/``
 """
 
-from .data_max import DataMaxima, FeatureStats, data_maxima, feature_stats, sliding_max_mean
+from .data_max import (BandHistogram, DataMaxima, FeatureStats, data_maxima, feature_stats, naturalness,
+                       sliding_max_mean)
 from .objectives import FilterActivation, Objective, PerSample, RegionActivation, Scaled, Sum, region_objectives
-from .param import InputGeometry, MelInput, ReceptiveField, input_geometry, receptive_field
+from .param import InputGeometry, MelInput, ReceptiveField, SpectralMelInput, input_geometry, receptive_field
 from .render import OptimizeConfig, OptimizeResult, activations, optimize_inputs
-from .transforms import clip_to_range, gaussian_blur, jitter, l2_penalty, random_offsets
+from .transforms import clip_to_range, gaussian_blur, jitter, l2_penalty, random_offsets, total_variation
 
 __all__ = [
     "Objective", "FilterActivation", "RegionActivation", "Sum", "Scaled", "PerSample", "region_objectives",
-    "ReceptiveField", "receptive_field", "InputGeometry", "input_geometry", "MelInput",
-    "l2_penalty", "gaussian_blur", "jitter", "random_offsets", "clip_to_range",
+    "ReceptiveField", "receptive_field", "InputGeometry", "input_geometry", "MelInput", "SpectralMelInput",
+    "l2_penalty", "total_variation", "gaussian_blur", "jitter", "random_offsets", "clip_to_range",
     "OptimizeConfig", "OptimizeResult", "optimize_inputs", "activations",
-    "DataMaxima", "data_maxima", "sliding_max_mean", "FeatureStats", "feature_stats",
+    "DataMaxima", "data_maxima", "sliding_max_mean", "FeatureStats", "feature_stats", "BandHistogram", "naturalness",
     "optimize_run", "choose_groups",
 ]
 

@@ -1,13 +1,24 @@
 """The optimisation loop for optimal inputs (SPEC §7; Yosinski et al. 2015). Returns tensors, shows nothing.
 
-Per step (Adam on the input ``x``, model frozen and in eval mode)::
+Natural optimal inputs (``natural=True``, the default; ``docs/optimal-inputs.md``): Adam on the
+parameter of :class:`~.param.SpectralMelInput` (1/f Fourier coefficients), model frozen, eval mode::
+
+    x     = lo + (hi - lo) * sigmoid(irfft2(scale * z))               # every bin inside its band's range
+    x_j   = jitter(x, random offsets in [-jitter, jitter])            # random time jitter
+    value = objective(activations(model, x_j), valid frames)           # (B,)
+    loss  = -value + l2 * mean(x^2) + tv * total_variation(x)          # per element
+    loss.sum().backward(); adam.step()
+
+``[lo, hi]`` is the per-band 0.5 / 99.5 percentile range of real normalised log-mel (``data_range``);
+no blur or clipping is needed (the spectrum and the squash do their work). Unconstrained
+(``natural=False``, ``--unconstrained``: the earlier behaviour) optimises ``x`` itself::
 
     x_j   = jitter(x, random offsets in [-jitter, jitter])          # random time jitter
     value = objective(activations(model, x_j), valid frames)         # (B,)
-    loss  = -value + l2 * mean(x^2)                                   # per element; L2 decay
+    loss  = -value + l2 * mean(x^2) + tv * total_variation(x)         # per element; L2 decay
     loss.sum().backward(); adam.step()
     every blur_every steps: x <- gaussian_blur(x)                     # periodic blur
-    x <- clip(x, data_lo, data_hi)                                    # clipping to the data range
+    x <- clip(x, data_lo, data_hi)                                    # clipping to the data range (min/max)
 
 Batch elements never interact (Adam is per coordinate, the loss is a sum of per-element terms), so a
 region's 9 single-filter inputs and its joint input are one batch of 10 with one forward/backward
@@ -33,15 +44,19 @@ import torch
 from .._util import progress_enabled
 from ..hooks import record
 from .objectives import Objective
-from .param import MelInput, receptive_field
-from .transforms import clip_to_range, gaussian_blur, jitter, l2_penalty, random_offsets
+from .param import MelInput, SpectralMelInput, receptive_field
+from .transforms import clip_to_range, gaussian_blur, jitter, l2_penalty, random_offsets, total_variation
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "optimize_inputs", "activations", "frozen", "progress_enabled"]
 
 
 @dataclass(frozen=True)
 class OptimizeConfig:
-    """Hyperparameters of the loop (defaults tuned on the ``tiny``/``small`` configs)."""
+    """Hyperparameters of the loop (defaults tuned on the ``tiny``/``small`` configs).
+
+    ``natural``: the natural parameterisation (default) or the unconstrained pixel one; ``decay``: the
+    1/f^decay spectrum of the natural one; ``tv``: weight of the total-variation penalty (both);
+    ``blur_*`` apply to the unconstrained one only."""
 
     steps: int = 200
     lr: float = 0.05
@@ -53,12 +68,20 @@ class OptimizeConfig:
     init_std: float = 0.1
     redirect_steps: int = 20
     seed: int = 0
+    natural: bool = True
+    decay: float = 2.0  # 1/f^2 spectrum: measured smoother than 1/f, still above the data maximum (docs)
+    tv: float = 0.2  # total-variation weight (the unconstrained preset sets 0)
 
     def __post_init__(self) -> None:
         if (self.steps < 0 or self.lr <= 0 or self.l2 < 0 or self.blur_every < 0 or self.jitter < 0
-                or self.redirect_steps < 0 or self.init_std < 0):
-            raise ValueError(f"need steps >= 0, lr > 0 and l2, blur_every, jitter, redirect_steps, init_std >= 0: "
-                             f"{self}")
+                or self.redirect_steps < 0 or self.init_std < 0 or self.decay < 0 or self.tv < 0):
+            raise ValueError(f"need steps >= 0, lr > 0 and l2, blur_every, jitter, redirect_steps, init_std, decay, "
+                             f"tv >= 0: {self}")
+
+    @classmethod
+    def unconstrained(cls, **kw) -> "OptimizeConfig":
+        """The earlier pixel-space optimiser (clip to the data's min/max, periodic blur)."""
+        return cls(**{"natural": False, "tv": 0.0, **kw})
 
 
 @dataclass
@@ -172,29 +195,47 @@ def valid_frames(model, acts: dict[str, torch.Tensor], n_input: int) -> dict[str
 
 
 def optimize_inputs(model, objective: Objective, *, batch: int, frames: int,
-                    config: OptimizeConfig = OptimizeConfig(), data_range=None, init=None,
+                    config: OptimizeConfig = OptimizeConfig(), data_range=None, init=None, scale=None,
                     progress: bool = False, desc: str = "optimize") -> OptimizeResult:
     """Maximise ``objective`` over inputs ``(batch, n_mels, frames)`` (see module docstring).
 
     ``objective`` returns ``(batch,)`` values (e.g. a :class:`~.objectives.PerSample` of ``batch``
     targets, or any objective, then every element optimises the same one from different noise).
-    ``data_range``: ``(lo, hi)`` per-bin tensors ``(n_mels,)`` or ``None`` (no clipping).
+    ``data_range``: ``(lo, hi)`` per-bin tensors ``(n_mels,)``: the natural range (required with
+    ``config.natural``) or the clip range (``None``: no clipping).
     ``init``: ``(batch, n_mels, frames)`` starting point (default: seeded noise).
+    ``scale``: ``(batch,)`` positive objective scales; the loss uses ``value / scale`` so the regularisers
+    weigh the same against a weak filter as against a strong one (the run passes each target's data
+    maximum); the reported values are unscaled.
     """
     from tqdm.auto import tqdm
 
     cfg = config
     n_mels = model.cfg.features.n_mels
     g = torch.Generator().manual_seed(int(cfg.seed))
-    param = MelInput(batch, n_mels, frames, init_std=cfg.init_std, generator=g, init=init)
-    x = param.x
     lo = hi = None
     if data_range is not None:
         lo, hi = (torch.as_tensor(r, dtype=torch.float32).reshape(-1) for r in data_range)
         if lo.numel() != n_mels or hi.numel() != n_mels or bool((lo > hi).any()):
             raise ValueError(f"data_range must be per-bin (lo, hi) with {n_mels} bins and lo <= hi")
-        clip_to_range(x.data, lo, hi)
-    opt = torch.optim.Adam([x], lr=cfg.lr)
+    if cfg.natural:
+        if lo is None:
+            raise ValueError("natural optimal inputs need data_range (the per-band natural range of real log-mel); "
+                             "pass it, or use OptimizeConfig(natural=False) for the unconstrained optimum")
+        param = SpectralMelInput(batch, n_mels, frames, lo, hi, decay=cfg.decay, init_std=cfg.init_std, generator=g,
+                                 init=init)
+        opt = torch.optim.Adam([param.z], lr=cfg.lr)
+    else:
+        param = MelInput(batch, n_mels, frames, init_std=cfg.init_std, generator=g, init=init)
+        if lo is not None:
+            clip_to_range(param.x.data, lo, hi)
+        opt = torch.optim.Adam([param.x], lr=cfg.lr)
+    x = param().detach() if cfg.natural else param.x
+    sc = None
+    if scale is not None:
+        sc = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
+        if sc.numel() != batch or not bool((sc > 0).all()) or not bool(torch.isfinite(sc).all()):
+            raise ValueError(f"scale must hold {batch} positive finite numbers, got {scale}")
     losses = torch.zeros(cfg.steps, batch)
     values = torch.zeros(cfg.steps, batch)
     layers = objective.layers
@@ -222,6 +263,8 @@ def optimize_inputs(model, objective: Objective, *, batch: int, frames: int,
             return objective(activations(model, inp, layers, detach=detach), vf)
         bar = tqdm(range(cfg.steps), desc=desc, leave=False, disable=not progress_enabled(progress))
         for step in bar:
+            if cfg.natural:
+                x = param()
             xin = jitter(x, random_offsets(batch, cfg.jitter, g)) if cfg.jitter else x
             if step < cfg.redirect_steps:
                 with redirected_relus(model, deepest):
@@ -230,20 +273,24 @@ def optimize_inputs(model, objective: Objective, *, batch: int, frames: int,
                 val = evaluate(xin)
             if val.shape != (batch,):
                 raise ValueError(f"objective returned shape {tuple(val.shape)}, expected ({batch},)")
-            loss = -val + cfg.l2 * l2_penalty(x)
+            loss = -(val / sc if sc is not None else val) + cfg.l2 * l2_penalty(x)
+            if cfg.tv:
+                loss = loss + cfg.tv * total_variation(x)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
             with torch.no_grad():
-                if cfg.blur_every and (step + 1) % cfg.blur_every == 0:
+                if not cfg.natural and cfg.blur_every and (step + 1) % cfg.blur_every == 0:
                     x.copy_(gaussian_blur(x, cfg.blur_sigma_mel, cfg.blur_sigma_time))
-                if lo is not None:
+                if not cfg.natural and lo is not None:
                     clip_to_range(x, lo, hi)
             losses[step] = loss.detach()
             values[step] = val.detach()
             if step % 10 == 0:
                 bar.set_postfix(objective=f"{val.mean().item():.3g}")
         with torch.no_grad():
+            if cfg.natural:
+                x = param()
             final = objective(activations(model, x, layers), vf)  # always the padded reference forward
     return OptimizeResult(inputs=x.detach().clone(), values=final.detach(), losses=losses, objective=values,
                           config=cfg)

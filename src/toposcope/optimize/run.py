@@ -9,10 +9,20 @@ gets ``len(region) + 1`` optimal inputs, optimised together as one batch: one pe
     filter_<i>.wav     audio of each (de-normalised, mel inversion + Griffin-Lim)
     joint.wav
     region.png         single-filter inputs laid out like the region + the joint one
-    summary.json       per target: activation reached, data maximum (and where), exceeds (bool)
+    summary.json       per target: activation reached, naturalness (share of bins inside the natural range),
+                       data_max_window (best real window of the input's length; alias data_max, and where),
+                       data_max_frame (largest single real frame, and where), n_utterances_searched,
+                       exceeds (activation > data_max_window), natural_and_exceeds (and naturalness >= 0.95)
 
 plus ``RUN/optimal/summary.json`` (every layer/group) and ``RUN/optimal/feature_stats.json`` (the
 clip range and the de-normalisation statistics used).
+
+**Natural (default) or unconstrained.** ``config.natural`` optimises in the natural range (per band
+0.5-99.5 percentile of real normalised log-mel, from the same utterances; :mod:`.param`), with the
+loss's objective divided by each target's ``data_max_window`` so the regularisers weigh alike for weak
+and strong filters; ``OptimizeConfig.unconstrained()`` is the earlier pixel-space optimum clipped to
+the data's min/max. ``share_natural_and_exceeds`` in the overall summary is the share of targets that
+are natural (>= 0.95 of bins in range) and above their best real window (the issue 13 target).
 
 **Sanity (enforced):** every optimised input must drive its target above the largest value of the
 same objective on real data (:mod:`.data_max`). Targets that do not get up to ``retries`` more
@@ -45,8 +55,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .._util import write_json_atomic
-from .data_max import DataMaxima, FeatureStats, data_maxima, feature_stats
+from .._util import progress as _bar, write_json_atomic
+from .data_max import DataMaxima, FeatureStats, data_maxima, feature_stats, naturalness
 from .objectives import region_objectives, PerSample
 from .param import input_geometry
 from .render import OptimizeConfig, optimize_inputs, progress_enabled
@@ -54,6 +64,8 @@ from .render import OptimizeConfig, optimize_inputs, progress_enabled
 __all__ = ["choose_groups", "load_regions", "load_data", "optimize_region", "optimize_run", "write_region"]
 
 EXCLUDE_GROUPS = ("sil",)
+#: An input counts as natural when at least this share of its bins lies in the natural range (issue 13).
+NATURAL_TARGET = 0.95
 
 
 def _write_json(path: Path, obj) -> None:
@@ -123,11 +135,10 @@ def _choose_without_profiles(regions: dict, layers: Sequence[str], count: int) -
 
 def load_data(corpus, cfg, *, split: str = "train", max_utterances: int = 200, progress: bool = False):
     """Normalised features of up to ``max_utterances`` utterances of ``split`` (evenly spaced over the
-    manifest order, deterministic) and their :class:`FeatureStats`: ``([(id, (n_mels, T))], stats)``."""
-    from tqdm.auto import tqdm
-
-    from ..audio import read_audio
-    from ..features import log_mel, normalize
+    manifest order, deterministic) and their :class:`FeatureStats`: ``([(id, (n_mels, T))], stats)``.
+    Raw log-mel comes from the project's analysis loader (:func:`toposcope.data.iter_feature_batches`)."""
+    from ..data import iter_feature_batches
+    from ..features import normalize
 
     utts = corpus.split(split) if split != "all" else list(corpus)
     if not utts:
@@ -136,10 +147,14 @@ def load_data(corpus, cfg, *, split: str = "train", max_utterances: int = 200, p
         idx = np.linspace(0, len(utts) - 1, max_utterances).round().astype(int)
         utts = [utts[i] for i in idx]
     raws, feats = [], []
-    for u in tqdm(utts, desc="features", leave=False, disable=not progress_enabled(progress)):
-        L = log_mel(read_audio(corpus.audio_path(u), sample_rate=cfg.sample_rate), cfg, normalized=False)
-        raws.append(L)
-        feats.append((u.id, normalize(L)))
+    bar = _bar(total=len(utts), enabled=progress, desc="features", unit="utt")
+    for x, lengths, chunk in iter_feature_batches(corpus, utts, cfg, 8, normalized=False, sort=False):
+        for b, u in enumerate(chunk):
+            L = x[b, :, :int(lengths[b])]
+            raws.append(L)
+            feats.append((u.id, normalize(L)))
+        bar.update(len(chunk))
+    bar.close()
     return feats, feature_stats(raws)
 
 
@@ -154,8 +169,11 @@ def optimize_region(model, layer: str, filters: Sequence[int], *, config: Optimi
     """
     objective = PerSample(region_objectives(layer, filters))
     B = len(objective)
+    scale = None
+    if data_max is not None and config.natural:  # regularisers relative to each target's best real window
+        scale = torch.as_tensor([float(m) if np.isfinite(m) else 1.0 for m in data_max]).clamp(min=1e-3)
     res = optimize_inputs(model, objective, batch=B, frames=frames, config=config, data_range=data_range,
-                          progress=progress, desc=desc)
+                          scale=scale, progress=progress, desc=desc)
     losses, rounds = [res.losses], 1
     while data_max is not None and rounds <= retries:
         dm = torch.as_tensor([float(m) for m in data_max])
@@ -163,7 +181,7 @@ def optimize_region(model, layer: str, filters: Sequence[int], *, config: Optimi
             break
         cfg = OptimizeConfig(**{**asdict(config), "seed": config.seed + 1000 * rounds, "redirect_steps": 0})
         res = optimize_inputs(model, objective, batch=B, frames=frames, config=cfg, data_range=data_range,
-                              init=res.inputs, progress=progress, desc=f"{desc} (retry {rounds})")
+                              init=res.inputs, scale=scale, progress=progress, desc=f"{desc} (retry {rounds})")
         losses.append(res.losses)
         rounds += 1
     return {"inputs": res.inputs, "values": res.values, "losses": torch.cat(losses), "rounds": rounds}
@@ -196,11 +214,20 @@ def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, i
             write_wav(out_dir / f"{name}.wav", wave.numpy(), feats_cfg.sample_rate)
         dm = maxima.values[first + k]
         where = maxima.where[first + k]
+        fm = maxima.frame_values[first + k] if maxima.frame_values else float("nan")
+        fwhere = maxima.frame_where[first + k] if maxima.frame_where else None
         v = float(values[k])
+        nat = float(naturalness(x, stats.p_lo, stats.p_hi)) if stats.p_lo is not None else None
         t = {"name": name, "activation": v,
              "data_max": dm if np.isfinite(dm) else None,
              "data_max_at": {"utterance": where[0], "frame": where[1]} if where else None,
+             "data_max_window": dm if np.isfinite(dm) else None,
+             "data_max_frame": ({"value": fm, "utterance": fwhere[0], "frame": fwhere[1]}
+                                if fwhere and np.isfinite(fm) else None),
+             "n_utterances_searched": maxima.utterances,
+             "naturalness": nat,
              "exceeds": bool(np.isfinite(dm) and v > dm),
+             "natural_and_exceeds": bool(np.isfinite(dm) and v > dm and nat is not None and nat >= NATURAL_TARGET),
              "ratio": (v / dm) if np.isfinite(dm) and dm > 0 else None}
         if k < len(filters):
             t["filter"] = filters[k]
@@ -236,9 +263,15 @@ def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, i
                   "valid_output_frames": [geometry.valid.start, geometry.valid.stop],
                   "receptive_field": geometry.rf.size, "stride": geometry.rf.jump},
         "objective": "mean post-ReLU activation over the valid output frames (joint: mean over the region)",
-        "data_max_definition": (f"max over {maxima.utterances} real utterances of the same objective over windows of "
-                                f"{geometry.n_valid} valid output frames"),
+        "data_max_definition": (f"data_max_window: max over {maxima.utterances} real utterances of the same objective "
+                                f"over windows of {geometry.n_valid} valid output frames (the input's own length); "
+                                f"data_max_frame: the largest single valid frame over the same utterances"),
+        "parameterization": "natural" if config.natural else "unconstrained",
+        "natural_range": (f"per mel band, the {stats.percentiles[0]:g}-{stats.percentiles[1]:g} percentile of real "
+                          f"normalised log-mel over {stats.utterances} utterances; naturalness = share of an "
+                          f"input's bins inside it" if stats.p_lo is not None else None),
         "targets": targets, "all_exceed": all(t["exceeds"] for t in targets),
+        "share_natural_and_exceeds": float(np.mean([t["natural_and_exceeds"] for t in targets])),
         "config": asdict(config), **extra,
     }
     _write_json(out_dir / "summary.json", summary)
@@ -319,6 +352,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
             objectives.extend(objs)
             windows.extend([geo.n_valid] * len(objs))
     maxima = data_maxima(model, feats, objectives, windows, progress=progress, total=len(feats))
+    data_range = (stats.p_lo, stats.p_hi) if config.natural else (stats.lo, stats.hi)
 
     results, done = [], {}
     for layer, g, score, reg, geo, first in jobs:
@@ -330,7 +364,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
         else:
             dm = maxima.values[first:first + len(reg["filters"]) + 1]
             r = optimize_region(model, layer, reg["filters"], config=config, frames=geo.frames,
-                                data_range=(stats.lo, stats.hi), data_max=dm, retries=retries, progress=progress,
+                                data_range=data_range, data_max=dm, retries=retries, progress=progress,
                                 desc=f"{layer}/{g}")
             elapsed = time.perf_counter() - t0
             done[key] = (r, elapsed)
@@ -344,8 +378,14 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
                          feats_cfg=fcfg, geometry=geo, config=config, extra=extra, images=images, audio=audio)
         results.append(s)
     _write_json(out / "feature_stats.json", stats.to_dict())
+    every = [t for s in results for t in s["targets"]]
     overall = {"run": str(run_dir), "groups": [g for g, _ in chosen], "group_choice": how, "layers": layers,
+               "parameterization": "natural" if config.natural else "unconstrained",
                "all_exceed": all(s["all_exceed"] for s in results),
+               "share_exceeds": float(np.mean([t["exceeds"] for t in every])),
+               "share_natural_and_exceeds": float(np.mean([t["natural_and_exceeds"] for t in every])),
+               "natural_target": NATURAL_TARGET,
+               "n_utterances_searched": maxima.utterances,
                "failures": [f"{s['layer']}/{s['group']}/{t['name']}" for s in results for t in s["targets"]
                             if not t["exceeds"]],
                "regions": [{k: s[k] for k in ("layer", "group", "center", "filters", "all_exceed", "seconds", "rounds")}

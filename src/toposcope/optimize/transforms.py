@@ -9,6 +9,8 @@ All act on ``(B, n_mels, T)`` normalised log-mel inputs.
 * :func:`jitter` -- shift in time by ``offset`` frames with edge replication (the model sees
   ``x[t - offset]``); :func:`random_offsets` draws one offset per batch element from a seeded
   generator. Jitter is differentiable: the gradient flows back to the unshifted input.
+* :func:`total_variation` -- mean absolute difference of neighbouring bins (mel and time), per batch
+  element (``(B,)``): a loss term against isolated spikes and stripes.
 * :func:`clip_to_range` -- project every bin into the real data's ``[lo, hi]`` (per-bin min/max of
   normalised training features), in place after each step.
 """
@@ -20,12 +22,22 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["l2_penalty", "gaussian_kernel", "gaussian_blur", "jitter", "random_offsets", "clip_to_range"]
+__all__ = ["l2_penalty", "total_variation", "gaussian_kernel", "gaussian_blur", "jitter", "random_offsets", "clip_to_range"]
 
 
 def l2_penalty(x: torch.Tensor) -> torch.Tensor:
     """``(B, M, T)`` -> ``(B,)`` mean squared value."""
     return x.pow(2).flatten(1).mean(dim=1)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """``(B, M, T)`` -> ``(B,)``: ``mean|x[:, m+1] - x[:, m]| + mean|x[..., t+1] - x[..., t]|``."""
+    tv = x.new_zeros(x.shape[0])
+    if x.shape[1] > 1:
+        tv = tv + (x[:, 1:] - x[:, :-1]).abs().flatten(1).mean(1)
+    if x.shape[2] > 1:
+        tv = tv + (x[..., 1:] - x[..., :-1]).abs().flatten(1).mean(1)
+    return tv
 
 
 def gaussian_kernel(sigma: float, truncate: float = 2.0) -> torch.Tensor:
