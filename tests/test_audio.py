@@ -105,3 +105,11 @@ def test_impossible_headers_are_errors_not_memory_errors(tmp_path):
     (tmp_path / "d.wav").mkdir()
     with pytest.raises(AudioError, match=r"d\.wav: is a folder"):
         read_audio(tmp_path / "d.wav")
+
+
+def test_compressed_files_pass_the_header_check(tmp_path):
+    """FLAC reports subtype PCM_16 but compresses: its frame count must not be checked against 2 bytes/sample."""
+    x = np.zeros(SR, np.float32)  # silence compresses far below 2 bytes per sample
+    sf.write(str(tmp_path / "a.flac"), x, SR, subtype="PCM_16")
+    assert (tmp_path / "a.flac").stat().st_size < 2 * SR
+    assert read_audio(tmp_path / "a.flac").shape == (SR,)

@@ -71,9 +71,9 @@ def audio_info(path):
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
         raise AudioError(f"{path}: unreadable audio ({e})") from None
-    compressed = str(info.format).upper() in ("FLAC", "OGG", "MPEG")  # subtype PCM_16, but fewer bytes
+    # container: FLAC/OGG/MPEG report subtype PCM_16 but compress, so only uncompressed ones get the byte check
     check_audio_header(path, samplerate=info.samplerate, channels=info.channels, frames=info.frames,
-                       subtype=None if compressed else info.subtype, error=AudioError)
+                       subtype=info.subtype, container=info.format, error=AudioError)
     return info
 
 

@@ -43,6 +43,8 @@ MAX_AUDIO_SECONDS = 24 * 3600
 #: the file size for these; compressed formats are bounded by MAX_AUDIO_SECONDS only).
 _PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
               "ULAW": 1, "ALAW": 1}
+#: Containers that store those subtypes uncompressed (FLAC, OGG, ... report "PCM_16" too, but compress).
+_UNCOMPRESSED = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "RAW", "NIST"}
 
 
 # ------------------------------------------------------------------------------------------ numbers
@@ -147,11 +149,12 @@ def check_contained(root, rel: str, where: str, error: type[ValueError], what: s
 
 # -------------------------------------------------------------------------------------------- audio
 def check_audio_header(path, *, samplerate, channels, frames, subtype: str | None, error: type[ValueError],
-                       data_bytes: int | None = None) -> None:
+                       data_bytes: int | None = None, container: str | None = "WAV") -> None:
     """Header fields that cannot be true are errors before any sample is read: rate outside
     [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], channels outside [1, MAX_CHANNELS], more than
     MAX_AUDIO_SECONDS, or (uncompressed formats) more frames than the file's bytes can hold.
-    ``data_bytes``: bytes available for samples (default: the file size)."""
+    ``data_bytes``: bytes available for samples (default: the file size); ``container``: soundfile's
+    format name (the byte check applies to uncompressed containers only)."""
     for name, v in (("sample rate", samplerate), ("channel count", channels), ("frame count", frames)):
         if isinstance(v, bool) or not isinstance(v, int):
             raise error(f"{path}: {name} {v!r} in the header is not an integer")
@@ -165,7 +168,8 @@ def check_audio_header(path, *, samplerate, channels, frames, subtype: str | Non
     if frames > MAX_AUDIO_SECONDS * samplerate:
         raise error(f"{path}: the header promises {frames} frames ({frames / samplerate / 3600:.0f} h at "
                     f"{samplerate} Hz), more than the {MAX_AUDIO_SECONDS // 3600} h allowed: corrupt header?")
-    bps = _PCM_BYTES.get(str(subtype).upper()) if subtype is not None else None
+    uncompressed = container is not None and str(container).upper() in _UNCOMPRESSED
+    bps = _PCM_BYTES.get(str(subtype).upper()) if subtype is not None and uncompressed else None
     if bps is not None:
         have = os.path.getsize(path) if data_bytes is None else data_bytes
         need = frames * channels * bps
