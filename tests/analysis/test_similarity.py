@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from toposcope.analysis.similarity import (SimilarityError, bn_folded_weights, correlation_from_gram,
+from toposcope.analysis.similarity import (SimilarityError, activation_correlation, bn_folded_weights,
                                            fold_batchnorm, functional_similarity, neighbour_mean, position_null,
                                            weight_similarity)
 from toposcope.grid import Grid
@@ -25,8 +25,10 @@ def test_functional_similarity_by_hand_on_2x2():
     # channels: 0 rising, 1 = 2 x rising (r01 = 1), 2 falling (r02 = r12 = -1), 3 constant (r = 0)
     A = np.array([[1, 2, 4, 5], [2, 4, 3, 5], [3, 6, 2, 5], [4, 8, 1, 5]])
     lp = _layer(A, Grid(2, 2))
-    r = correlation_from_gram(lp.gram, lp.act_sum, lp.act_count)
-    np.testing.assert_allclose(r, [[1, 1, -1, 0], [1, 1, -1, 0], [-1, -1, 1, 0], [0, 0, 0, 0]], atol=1e-12)
+    r = activation_correlation(lp)
+    off = ~np.eye(4, dtype=bool)  # the diagonal is never used by S̄
+    np.testing.assert_allclose(r[off], np.array([[1, 1, -1, 0], [1, 1, -1, 0], [-1, -1, 1, 0], [0, 0, 0, 0]])[off],
+                               atol=1e-12)
     # 2x2, n = 3, clip: each cell has two edge neighbours (1/d = 1) and one diagonal (1/sqrt 2)
     w1, wd = 1 / (2 + 2 ** -0.5), 2 ** -0.5 / (2 + 2 ** -0.5)
     # edges (0,1) (0,2) (1,3) (2,3): 1 - 1 + 0 + 0; diagonals (0,3) (1,2): 0 - 1; each pair seen from both ends
@@ -41,11 +43,9 @@ def test_functional_similarity_by_hand_on_2x2():
 def test_correlation_matches_numpy_and_errors():
     A = np.random.default_rng(0).normal(size=(200, 6)) @ np.random.default_rng(1).normal(size=(6, 6))
     lp = _layer(A, Grid(3, 2))
-    np.testing.assert_allclose(correlation_from_gram(lp.gram, lp.act_sum, lp.act_count), np.corrcoef(A.T), atol=1e-10)
+    np.testing.assert_allclose(activation_correlation(lp), np.corrcoef(A.T), atol=1e-10)
     with pytest.raises(SimilarityError, match="older `toposcope profile`"):
         functional_similarity(SimpleNamespace(gram=None, act_sum=None, act_count=None, grid=Grid(3, 2)))
-    with pytest.raises(SimilarityError, match=r"\(C, C\)"):
-        correlation_from_gram(np.zeros((3, 3)), np.zeros(4), 10)
 
 
 def test_position_null_separates_smooth_from_random():

@@ -8,7 +8,7 @@ null with the run's own neighbourhood and boundary (``docs/method.md`` § Statis
   scales each filter by it (the shift ``beta`` is not a direction and does not enter a cosine);
 * functional ``S̄_func`` (what the maps show): the same neighbour weights ``w_pq`` applied to the
   Pearson correlation of neighbouring filters' activations over the profiled frames
-  (:func:`correlation_from_gram`, from the profile's Gram matrix ``sum a a^T``, ``sum a`` and the frame
+  (:func:`activation_correlation`, from the profile's Gram matrix ``sum a a^T``, ``sum a`` and the frame
   count): ``S̄_func = mean_p sum_q w_pq r(p, q)`` (:func:`neighbour_mean`);
 * the position null (:func:`position_null`): the same filters at uniformly shuffled grid positions,
   ``{observed, mean, sd (ddof 1), z, p (one-sided, >=), n_permutations}``.
@@ -23,7 +23,7 @@ import torch
 
 from ..grid import GridLike, as_grid, neighbour_table
 
-__all__ = ["correlation_from_gram", "activation_correlation", "neighbour_mean", "position_null",
+__all__ = ["activation_correlation", "neighbour_mean", "position_null",
            "functional_similarity", "weight_similarity", "fold_batchnorm", "bn_folded_weights", "SimilarityError"]
 
 
@@ -31,40 +31,21 @@ class SimilarityError(ValueError):
     """A similarity statistic cannot be computed from what was given (missing Gram matrix, bad shapes)."""
 
 
-def correlation_from_gram(gram, act_sum, act_count) -> np.ndarray:
-    """Pearson correlation ``(C, C)`` of the channels from ``gram (C, C) = sum a a^T``, ``act_sum (C,)`` and
-    the frame count. A constant channel (zero variance) correlates 0 with every other channel; the
-    diagonal is 1 (0 for constant channels)."""
-    g = np.asarray(gram, dtype=np.float64)
-    s = np.asarray(act_sum, dtype=np.float64)
-    n = float(act_count)
-    C = s.shape[0] if s.ndim == 1 else -1
-    if s.ndim != 1 or g.shape != (C, C):
-        raise SimilarityError(f"gram {g.shape} and act_sum {s.shape} must be (C, C) and (C,)")
-    if not n > 1:
-        raise SimilarityError(f"activation correlation needs at least 2 frames, got {act_count}")
-    mu = s / n
-    cov = g / n - np.outer(mu, mu)
-    var = np.diag(cov).copy()
-    scale = np.maximum(np.abs(np.diag(g)) / n, 1e-300)
-    ok = var > 1e-12 * scale
-    sd = np.sqrt(np.where(ok, var, 1.0))
-    r = cov / np.outer(sd, sd)
-    r[~ok, :] = 0.0
-    r[:, ~ok] = 0.0
-    np.fill_diagonal(r, ok.astype(np.float64))
-    return np.clip(r, -1.0, 1.0)
-
-
 def activation_correlation(lp) -> np.ndarray:
     """``(C, C)`` Pearson correlation of a :class:`~toposcope.analysis.profiles.LayerProfile`'s channels
-    over the profiled frames (its ``gram``, ``act_sum``, ``act_count``); :class:`SimilarityError` when
-    the profile has no Gram matrix (files written before it was kept)."""
-    gram = getattr(lp, "gram", None)
-    if gram is None or getattr(lp, "act_sum", None) is None or getattr(lp, "act_count", None) is None:
+    over the profiled frames, from its ``gram``, ``act_sum`` and ``act_count``
+    (:func:`toposcope.analysis.profiles.activation_correlation`, the one definition);
+    :class:`SimilarityError` when the profile has no Gram matrix (files written before it was kept)."""
+    if getattr(lp, "gram", None) is None or getattr(lp, "act_sum", None) is None \
+            or getattr(lp, "act_count", None) is None:
         raise SimilarityError("the profile has no activation Gram matrix (written by an older `toposcope "
                               "profile`); re-run `toposcope profile` for the functional similarity")
-    return correlation_from_gram(gram, lp.act_sum, lp.act_count)
+    from .profiles import activation_correlation as from_gram
+
+    try:
+        return from_gram(lp)
+    except ValueError as e:
+        raise SimilarityError(str(e)) from None
 
 
 def _table(grid, neighborhood: int, boundary: str):
