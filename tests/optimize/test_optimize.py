@@ -10,18 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from toposcope.config import load_config
-from toposcope.model import Wav2Letter
 from toposcope.optimize import (FilterActivation, OptimizeConfig, PerSample, RegionActivation, activations,
                                 clip_to_range, data_maxima, gaussian_blur, input_geometry, jitter,
                                 optimize_inputs, receptive_field, region_objectives, sliding_max_mean)
 from toposcope.optimize.run import choose_groups, load_data, optimize_region
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    torch.manual_seed(0)
-    return Wav2Letter(load_config("tiny").model).eval()
 
 
 def test_objectives_hand_computed():

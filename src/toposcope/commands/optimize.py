@@ -1,4 +1,4 @@
-"""``toposcope optimize``: optimal inputs for the most responsive regions of a run (SPEC §7)."""
+"""``toposcope optimize``: optimal inputs for the most responsive regions of a run (docs/method.md § Optimal inputs)."""
 
 from __future__ import annotations
 
@@ -66,16 +66,9 @@ def run(args) -> int:
                      images=not args.no_images, audio=not args.no_audio, progress=not args.no_progress)
     print(f"groups: {', '.join(s['groups'])} ({s['group_choice']})")
     for r in s["regions"]:
-        import json
-        from pathlib import Path
-
-        d = json.loads((Path(r["path"]) / "summary.json").read_text())
-        joint = d["targets"][-1]
-        worst = min((t["activation"] / t["data_max"] if t["data_max"] else float("inf")) for t in d["targets"])
-        nat = min((t.get("naturalness") or 0.0) for t in d["targets"])
-        print(f"{r['layer']}/{r['group']}: region {tuple(r['center'])}, joint {joint['activation']:.3g} "
-              f"(best real window {joint['data_max'] or float('nan'):.3g}), lowest activation/data-max ratio "
-              f"{worst:.2f}, lowest naturalness {nat:.3f}, {r['seconds']:.1f} s, "
+        print(f"{r['layer']}/{r['group']}: region {tuple(r['center'])}, joint {r['joint_activation']:.3g} "
+              f"(best real window {r['joint_data_max'] or float('nan'):.3g}), lowest activation/data-max ratio "
+              f"{r['min_ratio']:.2f}, lowest naturalness {r['min_naturalness']:.3f}, {r['seconds']:.1f} s, "
               f"{'ok' if r['all_exceed'] else 'BELOW DATA MAXIMUM'} -> {r['path']}")
     print(f"{s['parameterization']} inputs: {100 * s['share_exceeds']:.0f} % above the best real window, "
           f"{100 * s['share_natural_and_exceeds']:.0f} % also natural (>= {s['natural_target']:.2f} of bins in range); "

@@ -61,7 +61,8 @@ from .objectives import region_objectives, PerSample
 from .param import input_geometry
 from .render import OptimizeConfig, optimize_inputs, progress_enabled
 
-__all__ = ["choose_groups", "load_regions", "load_data", "optimize_region", "optimize_run", "write_region"]
+__all__ = ["choose_groups", "load_regions", "load_data", "optimize_region", "optimize_run", "write_region",
+           "region_digest"]
 
 EXCLUDE_GROUPS = ("sil",)
 #: An input counts as natural when at least this share of its bins lies in the natural range (issue 13).
@@ -278,6 +279,17 @@ def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, i
     return summary
 
 
+def region_digest(summary: dict) -> dict:
+    """A region's headline numbers (from its ``summary.json`` dict): the joint input's activation and the best
+    real window (``joint_activation``, ``joint_data_max``), and over all its targets the lowest activation /
+    data-max ratio (``min_ratio``; ``inf`` where no data maximum is known) and the lowest naturalness."""
+    targets = summary["targets"]
+    joint = targets[-1]
+    return {"joint_activation": joint["activation"], "joint_data_max": joint["data_max"],
+            "min_ratio": min((t["activation"] / t["data_max"] if t["data_max"] else float("inf")) for t in targets),
+            "min_naturalness": min((t.get("naturalness") or 0.0) for t in targets)}
+
+
 def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequence[str] | None = None,
                  data=None, split: str = "train", max_utterances: int = 200, n_groups: int = 3,
                  seconds: float = 0.5, config: OptimizeConfig = OptimizeConfig(), retries: int = 2,
@@ -389,6 +401,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
                "failures": [f"{s['layer']}/{s['group']}/{t['name']}" for s in results for t in s["targets"]
                             if not t["exceeds"]],
                "regions": [{k: s[k] for k in ("layer", "group", "center", "filters", "all_exceed", "seconds", "rounds")}
-                           | {"path": str(out / s["layer"] / safe_filename(s["group"]))} for s in results]}
+                           | {"path": str(out / s["layer"] / safe_filename(s["group"]))} | region_digest(s)
+                           for s in results]}
     _write_json(out / "summary.json", overall)
     return overall
