@@ -1,4 +1,4 @@
-"""``toposcope align --audio DIR --transcripts FILE --out OUT``: forced alignment with pocketsphinx (SPEC §2.4)."""
+"""``toposcope align --audio DIR --transcripts FILE --out OUT``: forced alignment with pocketsphinx (docs/own-data.md)."""
 
 from __future__ import annotations
 

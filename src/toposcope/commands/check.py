@@ -1,4 +1,4 @@
-"""``toposcope check DIR``: validate a corpus and print a summary (SPEC §2.1, §9)."""
+"""``toposcope check DIR``: validate a corpus and print a summary (format: docs/own-data.md; rules: docs/method.md § Reliability)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ HELP = "filter close-ups (n x n neighbourhoods) and per-filter neighbour similar
 DESCRIPTION = (
     "Draws two (or --count) n x n neighbourhoods of a layer's filters (default the first layer: each filter "
     "an image of mel x kernel time) in their grid positions, as in the seed's Figure 1A, and for every "
-    "layer a map of each filter's weighted cosine similarity to its grid neighbours (S_p, SPEC §4). "
+    "layer a map of each filter's weighted cosine similarity to its grid neighbours (S_p, docs/method.md § Regularizer). "
     "Writes RUN/filters/closeup_<layer>.png, similarity.png, similarity.npz and summary.json."
 )
 

@@ -1,4 +1,4 @@
-"""``toposcope import {timit,textgrid,lab} DIR --out OUT``: real corpora -> native corpus (SPEC §2.4)."""
+"""``toposcope import {timit,textgrid,lab} DIR --out OUT``: real corpora -> native corpus (docs/own-data.md)."""
 
 from __future__ import annotations
 

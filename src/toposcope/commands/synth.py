@@ -1,4 +1,4 @@
-"""``toposcope synth``: synthesize the embedded default corpus (SPEC §2.3)."""
+"""``toposcope synth``: synthesize the embedded default corpus (README; docs/usage.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from ..validation import count_arg, positive_arg
 HELP = "synthesize the embedded default corpus (Festival/Flite voices, exact phone timings)"
 DESCRIPTION = (
     "Synthesize a phone-aligned speech corpus locally from Debian packages (festival, flite, "
-    "fortunes): 16 kHz WAV + manifest.jsonl (SPEC §2.1). Whole voices are held out for the test "
+    "fortunes): 16 kHz WAV + manifest.jsonl (the native corpus format). Whole voices are held out for the test "
     "split, unseen sentences for valid. Deterministic for a seed; re-running resumes. All or nothing: "
     "the corpus is built in .OUT.partial beside OUT and renamed when complete."
 )
