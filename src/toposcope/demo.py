@@ -104,54 +104,6 @@ def _training_finished(run_dir: Path) -> bool:
     return budget > 0 and float(sched.get("elapsed_s", 0.0)) >= budget
 
 
-# -- library calls of the analysis stages ---------------------------------------------------------------------
-def _profile(run_dir: Path, corpus_dir: Path, split: str, progress: bool) -> None:
-    """``RUN/profiles/gradnap-phone.npz`` (:func:`toposcope.analysis.profiles.profile_run`)."""
-    from .analysis import profiles as P
-
-    if hasattr(P, "profile_run"):
-        P.profile_run(run_dir, corpus_dir, split=split, name=PROFILE_NAME, progress=progress)
-        return
-    # Until profile_run lands: what `toposcope profile` calls.
-    from .checkpoint import load_run
-    from .corpus import Corpus
-    from .runlock import run_lock
-
-    with run_lock(run_dir, "profile"):
-        r = load_run(run_dir, "best")
-        corpus = Corpus.load(corpus_dir)
-        utts = corpus.split(split)
-        if not utts:
-            raise ValueError(f"{corpus_dir}: split {split!r} is empty")
-        meta = {"run": str(run_dir), "corpus": str(corpus.root), "split": split, "checkpoint": r.meta.get("checkpoint")}
-        prof = P.compute_profiles(r.model, corpus, utts, features=r.config.model.features, progress=progress,
-                                  meta=meta)
-        prof.save(Path(run_dir) / "profiles" / f"{PROFILE_NAME}.npz")
-
-
-def _maps(run_dir: Path, plots: bool, progress: bool) -> None:
-    """``RUN/maps/`` (:func:`toposcope.analysis.maps.maps_run`): maps, regions.json, stats.json."""
-    from .analysis import maps as M
-
-    if hasattr(M, "maps_run"):
-        M.maps_run(run_dir, profile=PROFILE_NAME, plots=plots, progress=progress)
-        return
-    # Until maps_run lands: what `toposcope maps` calls.
-    from ._util import write_json_atomic
-    from .analysis.profiles import load_profiles
-    from .analysis.stats import compute_stats
-    from .checkpoint import load_run
-    from .runlock import run_lock
-
-    with run_lock(run_dir, "maps"):
-        prof = load_profiles(Path(run_dir) / "profiles" / f"{PROFILE_NAME}.npz")
-        model = load_run(run_dir, "best").model
-        st = compute_stats(prof, {n: model.weight(n).detach() for n in prof.layers}, progress=progress)
-        st["run"] = str(run_dir)
-        M.write_maps(prof, Path(run_dir) / "maps", plots=plots, progress=progress)
-        write_json_atomic(Path(run_dir) / "maps" / "stats.json", st)
-
-
 def _maps_done(r: Path) -> bool:
     return (r / "maps" / "regions.json").is_file() and (r / "maps" / "stats.json").is_file()
 
@@ -165,6 +117,8 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
     """The demo's stages in order, writing under ``out`` (see the module docstring)."""
     # Import the functions from their modules: ``toposcope.train`` / ``toposcope.evaluate`` name both a
     # submodule and a function, and which one the package attribute holds depends on import order.
+    from .analysis.maps import maps_run
+    from .analysis.profiles import profile_run
     from .corpus import Corpus
     from .evaluate import evaluate as evaluate_run
     from .synth import synthesize
@@ -206,12 +160,12 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
     def profile() -> None:
         for r in both:
             if not (r / "profiles" / f"{PROFILE_NAME}.npz").is_file():
-                _profile(r, corpus_dir, p.profile_split, progress)
+                profile_run(r, corpus_dir, split=p.profile_split, name=PROFILE_NAME, progress=progress)
 
     def maps() -> None:
         for r, plots in zip(both, p.map_plots):
             if not _maps_done(r):
-                _maps(r, plots, progress)
+                maps_run(r, profile=PROFILE_NAME, plots=plots, progress=progress)
 
     def filters() -> None:
         from .analysis.filters import write_filters
