@@ -181,3 +181,48 @@ def test_maps_run_uses_the_runs_boundary_and_folds_batchnorm(tmp_path):
         float(neighborhood_similarity(folded, grid, 3, "wrap").mean()), abs=1e-6)
     assert st["boundary"] == "wrap" and L["label_null"] is None and L["functional_similarity"] is None
     assert any("label_permutations = 0" in n for n in st["notes"])
+
+
+def test_maps_run_under_a_layout_refuses_its_fitting_split_then_labels(tmp_path):
+    """A layout fitted on the profile's own split is refused; allowed, every output says so; S̄ is the
+    S̄ of the weight in cell order and the maps move with the units."""
+    import torch
+
+    from toposcope.analysis.layouts import Layout, LayoutError, layout_path, weight_fingerprint
+    from toposcope.analysis.maps import maps_run
+    from toposcope.checkpoint import save_checkpoint
+    from toposcope.config import load_config
+    from toposcope.model import Wav2Letter
+    from toposcope.topography import neighborhood_similarity
+
+    cfg = load_config("tiny")
+    torch.manual_seed(1)
+    model = Wav2Letter(cfg.model).eval()
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "best.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    grid = model.grids["conv1"]
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(3, grid.size))
+    Profiles(groups=("aa", "s", "sil"), method="gradnap", grouping="phone",
+             layers={"conv1": LayerProfile(values=raw - raw.mean(0), raw=raw, counts=np.array([3, 4, 5]), grid=grid)},
+             meta={"checkpoint": "best", "split": "test"}).save(run / "profiles" / "gradnap-phone.npz")
+    w = model.weight("conv1").detach()
+    cell_of_unit = np.arange(grid.size)[::-1].copy()  # unit u at cell C-1-u
+    Layout(layer="conv1", method="rev", features="gradnap", grid=grid, cell_of_unit=cell_of_unit, fit_split="test",
+           fingerprint=weight_fingerprint(w), checkpoint="best").save(layout_path(run, "conv1", "rev"))
+    with pytest.raises(LayoutError, match="fitted on split test"):
+        maps_run(run, layout="rev", plots=False, progress=False, label_permutations=0, n_permutations=200)
+    st = maps_run(run, layout="rev", allow_fit_split=True, plots=False, progress=False, label_permutations=0,
+                  n_permutations=200)
+    on_disk = json.loads((run / "maps-rev" / "stats.json").read_text())
+    assert on_disk["layout"]["judged_on_fitting_split"] is True and on_disk["layout"]["method"] == "rev"
+    assert any("judged on the fitting split" in n for n in on_disk["notes"])
+    sb = float(neighborhood_similarity(w.flip(0), grid, 3, "clip").mean())
+    assert st["layers"]["conv1"]["s_bar"]["observed"] == pytest.approx(sb, abs=1e-6)
+    from toposcope.analysis.stats import morans_i
+
+    moved = grid.to_map((raw[1] - raw.mean(0))[::-1])  # /s/'s map with unit u at cell C-1-u
+    regions = json.loads((run / "maps-rev" / "regions.json").read_text())
+    assert regions["conv1"]["s"]["filters"] == list(find_region(moved).filters)
+    assert on_disk["layers"]["conv1"]["groups"]["s"]["morans_i"] == pytest.approx(float(morans_i(moved)), abs=1e-9)
+    assert not (run / "maps" / "stats.json").exists()
