@@ -58,6 +58,9 @@ def pick(registry: Mapping[str, object], value, what: str):
 # ---------------------------------------------------------------------------------------------------
 @runtime_checkable
 class Adjustment(Protocol):
+    """``adjustment(A, G) -> (batch, C, T_l)``: what is averaged per frame (``G`` is ``None`` unless
+    ``needs_grad``)."""
+
     name: str
     needs_grad: bool  # False: no backward pass at all
 
@@ -106,6 +109,10 @@ ADJUSTMENTS: dict[str, Adjustment] = {a.name: a for a in (ActivationTimesGradien
 # ---------------------------------------------------------------------------------------------------
 @runtime_checkable
 class ScoreTarget(Protocol):
+    """``target(logp (B, T_o, K), out_len (B,), utterances) -> (score, n_left_out)``: the scalar whose
+    gradient ``G`` gradient adjustments use. ``left_out_key`` (optional): the ``meta`` key counting
+    utterances left out."""
+
     name: str
 
     def __call__(self, logp: torch.Tensor, out_len: torch.Tensor, utterances: Sequence) -> tuple[torch.Tensor, int]:
@@ -131,6 +138,7 @@ class CTCScore:
     contribute nothing and are counted."""
 
     name: str = "ctc"
+    left_out_key: str = "ctc_infeasible_utterances"
 
     def __call__(self, logp, out_len, utterances):
         tgts = [torch.tensor(encode(normalize_text(u.text)), dtype=torch.long) for u in utterances]
@@ -180,6 +188,9 @@ class BatchLabels(Protocol):
 
 @runtime_checkable
 class FrameLabeller(Protocol):
+    """``labeller.label(utterances, pred, out_len, out_times, out_step) -> BatchLabels``: the groups
+    (and units) of every layer frame of a batch."""
+
     name: str
     groups: tuple[str, ...]
     #: True: units are the manifest's segments (kept per segment in ``Profiles.segments``)

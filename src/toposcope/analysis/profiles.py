@@ -532,17 +532,17 @@ class ProfileAccumulator:
     def _add_activation_stats(self, n: str, a: torch.Tensor, labelled: torch.Tensor) -> None:
         """Merge one batch's ``(B, C, T)`` raw activations at the ``labelled (B, T)`` frames into the
         running centred Gram matrix (float32 per batch, float64 across batches), sum and count."""
-        m = int(labelled.sum())
+        cols = torch.nonzero(labelled.reshape(-1)).squeeze(1)  # labelled frames of the (B*T) batch
+        m = len(cols)
         if not m:
             return
-        w = labelled[:, None, :].to(a.dtype)
-        s = (a * w).sum((0, 2), dtype=torch.float64)  # (C,)
+        sel = a.permute(1, 0, 2).reshape(a.shape[1], -1)[:, cols]  # (C, m): only labelled frames
+        s = sel.sum(1, dtype=torch.float64)  # (C,)
         mean_b = s / m
-        ac = (a - mean_b.to(a.dtype)[None, :, None]) * w
-        flat = ac.permute(1, 0, 2).reshape(ac.shape[1], -1)  # (C, B*T)
-        cg = (flat @ flat.T).double()
+        sel -= mean_b.to(a.dtype)[:, None]
+        cg = (sel @ sel.T).double()
         # the float32 centring used mean_b rounded to float32: correct the Gram for that offset
-        r = (ac.sum((0, 2), dtype=torch.float64))  # = m * (mean_b - mean_b_f32), tiny
+        r = sel.sum(1, dtype=torch.float64)  # = m * (mean_b - float32(mean_b)), tiny
         cg -= torch.outer(r, r) / m
         k = self.act_count[n]
         if k:
