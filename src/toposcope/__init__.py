@@ -31,6 +31,7 @@ _EXPORTS = {
     "load_run": "toposcope.checkpoint",
     "compute_profiles": "toposcope.analysis.profiles",
     "load_profiles": "toposcope.analysis.profiles",
+    "profile_run": "toposcope.analysis.profiles",
     "smooth_map": "toposcope.analysis.maps",
     "find_region": "toposcope.analysis.maps",
     "maps_run": "toposcope.analysis.maps",
