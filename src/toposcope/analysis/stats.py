@@ -171,21 +171,22 @@ def _null_summary(observed: float, null: np.ndarray, *, extra: bool = True) -> d
 
 
 def phone_specific_stats(seg_sums, seg_counts, perms, grid, *, baseline: str = "uniform", adjacency: str = "queen",
-                         alpha: float = 0.05, chunk: int = 25) -> dict:
+                         alpha: float = 0.05, chunk: int = 25, phonetic: bool = True) -> dict:
     """The label-null statistics of one layer (``docs/method.md`` § Statistics; :mod:`.label_null`).
 
     ``seg_sums (S, C)``, ``seg_counts (S,)``: the layer's per-segment sums; ``perms``: a
     :class:`~toposcope.analysis.label_null.LabelPermutations`. Returns ``{"groups": {g: {"p_label",
     "q_label"}}, "label_null": {observed, mean, sd, z, p, n_permutations}, "share_phone_specific",
     "phonetic": {mantel_r, p} | None, "separation": {observed, mean, p} | None}``. Fixed groups
-    (``sil``) get ``None``: their segments are not permuted.
+    (``sil``) get ``None``: their segments are not permuted. ``phonetic``: the groups are phones
+    (Mantel and separation are computed; not for grapheme groups).
     """
     from .label_null import label_null_statistics, permutation_p
     from .phonetic import FEATURES, mantel_r, map_dissimilarity, phonetic_distance, region_separation
 
     groups = perms.groups
     movable = np.flatnonzero(~perms.fixed)
-    phon = np.array([i for i in movable if groups[i] in FEATURES], dtype=np.int64)
+    phon = np.array([i for i in movable if phonetic and groups[i] in FEATURES], dtype=np.int64)
     stats = {"I": lambda m: morans_i(m, adjacency)}
     if len(phon) >= 3:
         D = phonetic_distance([groups[i] for i in phon])
@@ -313,7 +314,7 @@ def compute_stats(profiles, weights: Mapping | None = None, *, n_permutations: i
             notes.append(f"label null not computed for {name}: the profile has no per-segment sums for it")
         elif perms is not None:
             ps = phone_specific_stats(seg_sums, seg_counts, perms, lp.grid, baseline=profiles.baseline,
-                                      adjacency=adjacency, alpha=alpha)
+                                      adjacency=adjacency, alpha=alpha, phonetic=profiles.grouping == "phone")
             for g, d in ps.pop("groups").items():
                 st["groups"][g].update(d)
             st.update(ps)
