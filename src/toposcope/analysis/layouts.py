@@ -223,7 +223,7 @@ class LayoutConfig:
     som_learning_rate: float = 0.5
     embedding: str = "isomap"
     neighbors: int = 10
-    max_dims: int = 50
+    max_dims: int = 24
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -245,12 +245,19 @@ class LayoutConfig:
 
 
 def _pca(X: np.ndarray, k: int) -> np.ndarray:
-    """``(N, k)`` scores of the centred ``X`` on its first ``k`` principal axes, each axis' sign fixed
-    so that its largest-magnitude loading is positive."""
+    """``(N, k)`` scores of the centred ``X`` on its first ``k`` principal axes (eigenvectors of the
+    ``D x D`` scatter matrix), each axis' sign fixed so that its largest-magnitude loading is positive."""
     Xc = X - X.mean(axis=0)
     k = max(1, min(k, *Xc.shape))
-    _, _, vt = np.linalg.svd(Xc, full_matrices=False)
-    vt = vt[:k]
+    D = Xc.shape[1]
+    if D >= 400 and k < D // 4:  # a few leading eigenvectors: Lanczos on X^T X (never formed), full precision
+        from scipy.sparse.linalg import LinearOperator, eigsh
+
+        op = LinearOperator((D, D), matvec=lambda v: Xc.T @ (Xc @ v), dtype=np.float64)
+        vals, vecs = eigsh(op, k=k, which="LA", tol=0, v0=np.ones(D))
+    else:
+        vals, vecs = np.linalg.eigh(Xc.T @ Xc)
+    vt = vecs[:, np.argsort(vals)[::-1][:k]].T
     sign = np.sign(vt[np.arange(k), np.argmax(np.abs(vt), axis=1)])
     sign[sign == 0] = 1.0
     return Xc @ (vt * sign[:, None]).T
@@ -357,6 +364,14 @@ def _fit_som(X: np.ndarray, grid: Grid, cfg: LayoutConfig) -> np.ndarray:
     return _assign(_sqdist(X, W))
 
 
+def _check_grid(n: int, grid: Grid) -> None:
+    if grid.size < n:
+        raise LayoutError(f"grid {grid} too small for {n} units (rows * cols must equal the number of units)")
+    if grid.size > n:
+        raise LayoutError(f"grid {grid} has {grid.size} cells for {n} units (rows * cols must equal the number "
+                          f"of units)")
+
+
 def fit_cells(X, grid, config: LayoutConfig | None = None) -> np.ndarray:
     """``cell_of_unit (C,)`` for unit features ``X (C, D)`` on ``grid`` (``rows * cols == C``)."""
     cfg = config or LayoutConfig()
@@ -365,14 +380,14 @@ def fit_cells(X, grid, config: LayoutConfig | None = None) -> np.ndarray:
     if X.ndim != 2 or X.shape[0] < 1:
         raise LayoutError(f"unit features must be (units, dims) with at least one unit, got shape {X.shape}")
     n = X.shape[0]
-    if grid.size < n:
-        raise LayoutError(f"grid {grid} too small for {n} units (rows * cols must equal the number of units)")
-    if grid.size > n:
-        raise LayoutError(f"grid {grid} has {grid.size} cells for {n} units (rows * cols must equal the number "
-                          f"of units)")
+    _check_grid(n, grid)
     if n == 1:
         return np.zeros(1, dtype=np.int64)
-    Xp = _prepare(X, int(cfg.max_dims))
+    return _fit_prepared(_prepare(X, int(cfg.max_dims)), grid, cfg)
+
+
+def _fit_prepared(Xp: np.ndarray, grid: Grid, cfg: LayoutConfig) -> np.ndarray:
+    n = len(Xp)
     order = np.lexsort(Xp.T[::-1])  # canonical unit order: the result depends on the profiles only
     Xs = Xp[order]
     cells_sorted = _fit_som(Xs, grid, cfg) if cfg.method == "som" else _fit_assign(Xs, grid, cfg)
@@ -438,11 +453,13 @@ def fit_layout(profiles, layer: str, config: LayoutConfig | None = None, *, grid
     X = unit_features(profiles, layer, cfg.features)
     n = X.shape[0]
     g = Grid.for_channels(n) if grid is None else as_grid(grid)
-    cells = fit_cells(X, g, cfg)
+    _check_grid(n, g)
+    Xp = _prepare(X, int(cfg.max_dims))
+    cells = _fit_prepared(Xp, g, cfg) if n > 1 else np.zeros(1, dtype=np.int64)
     quality: dict = {}
     if 12 <= n <= 4096:
         pos = np.stack([cells // g.cols, cells % g.cols], axis=1)
-        quality = {"trustworthiness": trustworthiness(_prepare(X, cfg.max_dims), pos, 5), "k": 5}
+        quality = {"trustworthiness": trustworthiness(Xp, pos, 5), "k": 5}
     split = fit_split if fit_split is not None else profiles.meta.get("split")
     return Layout(layer=layer, method=cfg.method, features=cfg.features, grid=g, cell_of_unit=cells,
                   fit_split=split, fingerprint=fingerprint, checkpoint=checkpoint, profile=profile,
