@@ -512,7 +512,7 @@ class _Trainer:
         for g in st.optimizer.param_groups:
             g["lr"] = lr
         b = gbatch.to(dist.device)  # this process's share, padded to the global batch (data.batch_loader)
-        logp = self.ddp(b.feats)  # (B_local, T', n_classes)
+        logp = self.ddp(b.feats, b.lengths)  # (B_local, T', n_classes); padding masked per layer
         n_out = model.output_lengths(b.lengths)
         ctc_sum = ctc_loss_sum(logp, b.targets, n_out, b.target_lengths)
         n_chars = D.all_reduce_sum(b.target_lengths.sum().to(torch.float64), dist).to(logp.dtype)

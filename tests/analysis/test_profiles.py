@@ -248,6 +248,12 @@ def test_ddp_sums_reduced(planted_corpus, planted_model, tmp_path):
     for layer in single.layers:
         np.testing.assert_array_equal(ddp[layer].counts, single[layer].counts)
         np.testing.assert_allclose(ddp[layer].raw, single[layer].raw, rtol=1e-5, atol=1e-9)
+        # per-segment sums (same table in both processes) and activation statistics are reduced too
+        assert list(ddp.segments.utt) == list(single.segments.utt)
+        np.testing.assert_array_equal(ddp[layer].seg_counts, single[layer].seg_counts)
+        np.testing.assert_allclose(ddp[layer].seg_sums, single[layer].seg_sums, rtol=1e-5, atol=1e-9)
+        assert ddp[layer].act_count == single[layer].act_count
+        np.testing.assert_allclose(ddp[layer].gram, single[layer].gram, rtol=1e-5, atol=1e-9)
 
 
 def test_cli_profile_and_maps(planted_corpus, planted_model, tmp_path, capsys):
