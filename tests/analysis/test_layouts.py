@@ -334,3 +334,26 @@ def test_layout_command(tiny_run, tiny_corpus, tmp_path, capsys):
     assert "grid 3x8 too small for 32 units" in capsys.readouterr().err
     assert main(["layout", str(run), "--layer", "fc", "--no-progress"]) == 2
     assert "no layer 'fc'" in capsys.readouterr().err
+
+
+def test_maps_of_a_layout_are_judged_on_another_split(tiny_run, tiny_corpus, tmp_path):
+    """End to end: fit on train, profile test, maps under the layout; judging on train needs the flag."""
+    from toposcope.analysis.maps import maps_run
+    from toposcope.analysis.profiles import load_profiles, profile_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("profiles", "layouts", "maps*"))
+    lays = layout_run(run, tiny_corpus.root, layer="conv2", method="som", fit_split="train", progress=False)
+    profile_run(run, tiny_corpus.root, split="test", progress=False)
+    kw = dict(n_permutations=200, label_permutations=0, plots=False, progress=False)
+    st = maps_run(run, layout="som", **kw)
+    assert st["layout"]["judged_on_fitting_split"] is False and st["layout"]["fit_split"] == ["train"]
+    test_prof = load_profiles(run / "profiles" / "gradnap-phone.npz")
+    laid = apply_layout(test_prof, lays)
+    regions = json.loads((run / "maps-som" / "regions.json").read_text())
+    assert "conv2" in json.dumps(regions) and laid["conv2"].grid == lays["conv2"].grid
+    with pytest.raises(ValueError, match="smooth by construction"):
+        maps_run(run, profile="gradnap-phone-train", layout="som", **kw)
+    st = maps_run(run, profile="gradnap-phone-train", layout="som", allow_fit_split=True, **kw)
+    assert st["layout"]["judged_on_fitting_split"] is True
+    assert any("judged on the fitting split" in n for n in st["notes"])
