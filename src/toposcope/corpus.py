@@ -48,10 +48,11 @@ def validate_segments(segments: Sequence[Segment], duration: float, where: str, 
             raise CorpusError(f"{where}: {kind}[{k}] has an empty or non-string label {lab!r}")
         if labels is not None and lab not in labels:
             raise CorpusError(f"{where}: {kind}[{k}] has unknown label {lab!r}")
-        if not (is_number(s) and is_number(e)):
-            raise CorpusError(f"{where}: {kind}[{k}] times must be numbers, got {s!r}, {e!r}")
-        s = finite_time(s, where, f"{kind}[{k}] {lab!r} start", CorpusError)
-        e = finite_time(e, where, f"{kind}[{k}] {lab!r} end", CorpusError)
+        if not (type(s) is float and type(e) is float and s - s == 0.0 and e - e == 0.0):  # else: the slow checks
+            if not (is_number(s) and is_number(e)):
+                raise CorpusError(f"{where}: {kind}[{k}] times must be numbers, got {s!r}, {e!r}")
+            s = finite_time(s, where, f"{kind}[{k}] {lab!r} start", CorpusError)
+            e = finite_time(e, where, f"{kind}[{k}] {lab!r} end", CorpusError)
         if s < 0 or e > duration + TIME_TOLERANCE:
             raise CorpusError(
                 f"{where}: {kind}[{k}] {lab!r} [{s:.3f}, {e:.3f}] s lies outside the audio [0, {duration:.3f}] s")
@@ -150,6 +151,9 @@ def _segments(xs, where: str, kind: str) -> list[Segment] | None:
             raise CorpusError(f"{where}: malformed field ({kind}[{k}] must be [start_s, end_s, label], "
                               f"got {seg!r:.60})")
         s, e, lab = seg
+        if type(s) is float and type(e) is float and s - s == 0.0 and e - e == 0.0 and type(lab) is str:
+            out.append((s, e, lab))  # fast path: finite floats and a label
+            continue
         if not (is_number(s) and is_number(e)) or not isinstance(lab, str):
             raise CorpusError(f"{where}: malformed field ({kind}[{k}] must be [number, number, string], "
                               f"got {seg!r:.60})")

@@ -23,7 +23,8 @@ import argparse
 import json
 import math
 import os
-from pathlib import Path, PurePosixPath, PureWindowsPath
+import re
+from pathlib import Path
 from typing import Iterator
 
 __all__ = [
@@ -44,6 +45,7 @@ MAX_AUDIO_SECONDS = 24 * 3600
 _PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
               "ULAW": 1, "ALAW": 1}
 #: Containers that store those subtypes uncompressed (FLAC, OGG, ... report "PCM_16" too, but compress).
+_DRIVE = re.compile(r"[A-Za-z]:")  # a Windows drive (C:, C:\\x, C:x)
 _UNCOMPRESSED = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "RAW", "NIST"}
 
 
@@ -55,6 +57,8 @@ def is_number(x) -> bool:
 
 def finite_time(x, where: str, what: str, error: type[ValueError]) -> float:
     """``x`` as a finite float, else ``error("<where>: <what> must be a finite number, got <x>")``."""
+    if type(x) is float and x - x == 0.0:  # fast path: a finite float (inf - inf and nan - nan are nan)
+        return x
     try:
         v = float(x) if is_number(x) else math.nan
     except OverflowError:  # an int too large for a float
@@ -125,23 +129,30 @@ def check_relative_path(rel, where: str, error: type[ValueError], what: str = "a
         raise error(f"{where}: {what} must be a non-empty relative path, got {rel!r}")
     if "\x00" in rel:
         raise error(f"{where}: {what} {rel!r} contains a NUL byte")
-    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive \
-            or rel.startswith(("\\", "~")):
+    if rel.startswith(("/", "\\", "~")) or _DRIVE.match(rel):
         raise error(f"{where}: {what} {rel!r} is absolute; it must be relative to the corpus folder")
-    if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
+    if ".." in rel.replace("\\", "/").split("/"):
         raise error(f"{where}: {what} {rel!r} leaves the corpus folder ('..')")
     return rel
 
 
 def check_contained(root, rel: str, where: str, error: type[ValueError], what: str = "audio path",
-                    *, real_root: str | None = None) -> Path:
+                    *, real_root: str | None = None, dir_cache: dict | None = None) -> Path:
     """``root / rel`` after :func:`check_relative_path`, with symlinks resolved: it must still lie
-    inside ``root`` (resolved too). Returns the (unresolved) path."""
+    inside ``root`` (resolved too). Returns the (unresolved) path. ``dir_cache`` (a dict kept across
+    calls) remembers resolved folders, so a manifest of 10^5 lines resolves each folder once."""
     check_relative_path(rel, where, error, what)
     root = Path(root)
     real_root = real_root or os.path.realpath(root)
-    real = os.path.realpath(root / rel)
-    if os.path.commonpath([real_root, real]) != real_root:
+    full = os.path.join(root, rel)
+    if dir_cache is None or os.path.islink(full):
+        real = os.path.realpath(full)
+    else:
+        head, tail = os.path.split(full)
+        if head not in dir_cache:
+            dir_cache[head] = os.path.realpath(head)
+        real = os.path.join(dir_cache[head], tail)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
         raise error(f"{where}: {what} {rel!r} resolves to {real}, outside the corpus folder {real_root} "
                     f"(a symlink leaves it)")
     return root / rel
@@ -237,6 +248,7 @@ def iter_manifest(path, root=None) -> Iterator[tuple[int, object]]:
         raise CorpusError(f"{path}: is a folder, expected the manifest file (one JSON object per line)")
     real_root = os.path.realpath(root)
     seen: dict[str, int] = {}
+    dirs: dict[str, str] = {}
     for n, line in decode_lines(path, CorpusError):
         if isinstance(line, ValueError):
             yield n, line
@@ -247,7 +259,8 @@ def iter_manifest(path, root=None) -> Iterator[tuple[int, object]]:
         try:
             u = Utterance.from_dict(parse_json(line, where, CorpusError), where)
             u.validate(where)
-            check_contained(root, u.audio, f"{where} (utterance {u.id!r})", CorpusError, real_root=real_root)
+            check_contained(root, u.audio, f"{where} (utterance {u.id!r})", CorpusError, real_root=real_root,
+                            dir_cache=dirs)
         except CorpusError as e:
             yield n, e
             continue
