@@ -21,7 +21,8 @@ def quick_demo(tmp_path_factory) -> Path:
     return out
 
 
-STAGES = ("corpus", "train topo", "train baseline", "evaluate", "profile", "maps", "filters", "optimize", "report")
+STAGES = ("corpus", "train topo", "train baseline", "evaluate", "profile", "maps", "filters", "optimize", "exemplars",
+          "report")
 
 
 @pytest.mark.slow

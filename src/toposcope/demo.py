@@ -10,6 +10,7 @@ The demo is a list of :class:`Stage` s (:func:`stages`), each calling library fu
     maps            RUN/maps/                       maps, regions, statistics (label and position nulls), both runs
     filters         RUN/filters/                    Figure 1A close-ups, both runs
     optimize        DIR/runs/topo/optimal/          optimal inputs of the most responsive regions (topographic run)
+    exemplars       DIR/runs/topo/exemplars/        the real windows those regions respond to most, their phones
     report          DIR/report.html                 the self-contained report
 
 A stage whose ``done()`` is true is skipped, so re-running resumes. Training runs under a wall-clock cap
@@ -117,6 +118,7 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
     """The demo's stages in order, writing under ``out`` (see the module docstring)."""
     # Import the functions from their modules: ``toposcope.train`` / ``toposcope.evaluate`` name both a
     # submodule and a function, and which one the package attribute holds depends on import order.
+    from .analysis.exemplars import exemplars_for_optimal
     from .analysis.maps import maps_run
     from .analysis.profiles import profile_run
     from .corpus import Corpus
@@ -205,6 +207,9 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
         Stage("filters", lambda: all(_filters_done(r) for r in both), filters, "drawing first-layer filter close-ups"),
         Stage("optimize", lambda: (topo_dir / "optimal" / "summary.json").is_file(), optimize,
               "synthesizing optimal inputs for the most responsive regions of the topographic model"),
+        Stage("exemplars", lambda: (topo_dir / "exemplars" / "summary.json").is_file(),
+              lambda: exemplars_for_optimal(topo_dir, corpus_dir, progress=progress, log=log),
+              "finding the real speech windows the optimised regions respond to most (held-out split)"),
         Stage("report", lambda: False, report, f"writing {report_path}"),
     ]
 

@@ -16,8 +16,8 @@ so all per-frame series of a batch are one ``einsum``; window means come from cu
 (non-maximum suppression: a window that overlaps an already picked one of the same target and
 utterance is skipped, so the top-k are k distinct events, not one event shifted by a frame), and
 merged into a running top-k per target. Memory: ``O(targets x k)``, independent of the corpus.
-Windows whose value is ``<= 0`` (the target never fires there) are never exemplars. Ties are broken
-by utterance id, then time, so the result does not depend on batching.
+Windows whose value is ``<= 0`` (the target never fires there) are never exemplars. Exact ties (the
+same value in two windows) go to the utterance seen first, then the earlier window.
 
 **Window -> time.** Layer frame ``s`` sees input frames ``[s J - P, s J - P + R - 1]``
 (:class:`~toposcope.optimize.param.ReceptiveField`); a window of ``n`` layer frames sees the
@@ -47,7 +47,7 @@ import torch
 from .._util import progress as _bar, write_bytes_atomic, write_json_atomic
 
 __all__ = ["ExemplarConfig", "Target", "targets_for_region", "ExemplarSearch", "ExemplarResult", "Exemplar",
-           "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "MEDIA"]
+           "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "exemplars_for_optimal", "MEDIA"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,17 @@ def window_span(layer_frame: int, n: int, rf, hop: int, sample_rate: int, durati
 
 
 def _overlapping(phones, start: float, end: float) -> tuple:
-    return tuple((float(s), float(e), str(lab)) for s, e, lab in phones if s < end and e > start)
+    """Segments of the sorted, non-overlapping ``phones`` with ``s < end and e > start``."""
+    import bisect
+
+    i = max(0, bisect.bisect_right([p[1] for p in phones], start) - 1)
+    out = []
+    for s, e, lab in phones[i:]:
+        if s >= end:
+            break
+        if e > start:
+            out.append((float(s), float(e), str(lab)))
+    return tuple(out)
 
 
 def _layer_acts(model, feats: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -213,15 +223,19 @@ class ExemplarSearch:
         if windows is None:
             windows = {l: input_geometry(model, l, config.seconds).n_valid for l in self.layers}
         self.windows = {l: int(windows[l]) for l in self.layers}
-        self.keys = {l: [k for k in keys if k[0] == l] for l in self.layers}
-        self.readout = {}
+        # per layer: single-filter targets first (a channel gather), then the multi-filter ones (a matmul)
+        self.keys, self.single_idx, self.readout = {}, {}, {}
         for l in self.layers:
+            ks = [k for k in keys if k[0] == l]
+            singles, multi = [k for k in ks if len(k[1]) == 1], [k for k in ks if len(k[1]) > 1]
+            self.keys[l] = singles + multi
             C = model.grids[l].size if hasattr(model, "grids") and l in model.grids else None
-            top = max(max(k[1]) for k in self.keys[l])
+            top = max(max(k[1]) for k in ks)
             if C is not None and top >= C:
                 raise ValueError(f"filter {top} does not exist: {l} has {C} filters")
-            W = torch.zeros(len(self.keys[l]), C if C is not None else top + 1)
-            for r, (_, fs) in enumerate(self.keys[l]):
+            self.single_idx[l] = torch.tensor([k[1][0] for k in singles], dtype=torch.long)
+            W = torch.zeros(len(multi), C if C is not None else top + 1)
+            for r, (_, fs) in enumerate(multi):
                 W[r, list(fs)] = 1.0 / len(fs)
             self.readout[l] = W
         k = config.k
@@ -244,6 +258,17 @@ class ExemplarSearch:
                              f"{len(utterances)} utterances")
         with torch.no_grad():
             acts = _layer_acts(self.model, feats, self.layers)
+        self.update_acts(acts, lengths, utterances)
+
+    def update_acts(self, acts: dict, lengths, utterances: Sequence) -> None:
+        """Add one batch from activations another pass recorded: ``acts[layer]`` ``(B, C, T_l)`` post-ReLU of a
+        right-padded batch with ``lengths (B,)`` valid *feature* frames (e.g. the profile pass's; see
+        :func:`search_exemplars` ``alongside=``). Only valid frames are read, so batch padding never matters."""
+        lengths = [int(n) for n in torch.as_tensor(lengths).reshape(-1).tolist()]
+        missing = [l for l in self.layers if l not in acts]
+        if missing:
+            raise KeyError(f"no activations for layer(s) {', '.join(missing)}")
+        acts = {l: acts[l].detach() for l in self.layers}
         base = len(self.utterances)
         for u in utterances:
             self.utterances.append(u)
@@ -254,8 +279,11 @@ class ExemplarSearch:
         k, ov = self.config.k, self.config.allow_overlap
         for l in self.layers:
             a = acts[l]
-            W = self.readout[l].to(a)
-            series = torch.einsum("kc,bct->bkt", W, a[:, :W.shape[1]]).double().cpu().numpy()  # (B, K, T_l)
+            parts = [a[:, self.single_idx[l].to(a.device)]]
+            if len(self.readout[l]):
+                W = self.readout[l].to(a)
+                parts.append(torch.matmul(W, a[:, :W.shape[1]]))
+            series = torch.cat(parts, dim=1).float().cpu().numpy()  # (B, K, T_l)
             n, rf = self.windows[l], self.rf[l]
             for b, L in enumerate(lengths):
                 v = rf.valid_frames(L, a.shape[-1])
@@ -272,20 +300,26 @@ class ExemplarSearch:
                 if s.shape[1] < n:
                     self.too_short[l] += 1
                     continue
-                c = np.concatenate([np.zeros((s.shape[0], 1)), np.cumsum(s, axis=1)], axis=1)
-                means = (c[:, n:] - c[:, :-n]) / n  # (K, T_valid - n + 1)
+                c = np.zeros((s.shape[0], s.shape[1] + 1))
+                np.cumsum(s, axis=1, dtype=np.float64, out=c[:, 1:])
+                means = (c[:, n:] - c[:, :-n]) / n  # (K, T_valid - n + 1), float64
+                # only targets whose best window here beats their current k-th exemplar can change
+                rows = np.flatnonzero((means.max(axis=1) > np.maximum(self._vals[l][:, -1], 0.0)))
+                if not len(rows):
+                    continue
+                means = means[rows]
                 means[means <= 0] = -np.inf  # a window where the target never fires is no exemplar
                 vals, starts = _nms_topk(means, k, n, ov)
-                self._merge(l, vals, np.where(starts >= 0, base + b, -1), np.where(starts >= 0, starts + v.start, -1))
+                self._merge(l, rows, vals, np.where(starts >= 0, base + b, -1),
+                            np.where(starts >= 0, starts + v.start, -1))
 
-    def _merge(self, l: str, vals, utt, start) -> None:
-        V = np.concatenate([self._vals[l], vals], axis=1)
-        U = np.concatenate([self._utt[l], utt], axis=1)
-        S = np.concatenate([self._start[l], start], axis=1)
-        ids = np.array(self._ids + [""], dtype=object)[U]  # -1 -> ""
-        order = np.lexsort((S, ids.astype(str), -V), axis=1)[:, :self.config.k]  # value desc, then id, time
+    def _merge(self, l: str, rows, vals, utt, start) -> None:
+        V = np.concatenate([self._vals[l][rows], vals], axis=1)
+        U = np.concatenate([self._utt[l][rows], utt], axis=1)
+        S = np.concatenate([self._start[l][rows], start], axis=1)
+        order = np.lexsort((S, U, -V), axis=1)[:, :self.config.k]  # value desc; ties: first seen, then earlier
         r = np.arange(V.shape[0])[:, None]
-        self._vals[l], self._utt[l], self._start[l] = V[r, order], U[r, order], S[r, order]
+        self._vals[l][rows], self._utt[l][rows], self._start[l][rows] = V[r, order], U[r, order], S[r, order]
 
     def result(self) -> ExemplarResult:
         from ..labels import frame_times
@@ -346,11 +380,18 @@ def phone_histogram(exemplars: Sequence, phone_seconds: dict[str, float] | None 
 
 def search_exemplars(model, corpus, utterances: Sequence, targets: Iterable[Target], *, store=None,
                      config: ExemplarConfig = ExemplarConfig(), progress_bar: bool = True,
-                     windows: dict[str, int] | None = None) -> ExemplarResult:
+                     windows: dict[str, int] | None = None, alongside=None) -> ExemplarResult:
     """One pass over ``utterances`` of ``corpus`` in length-sorted padded batches from the project's analysis
     loader (:func:`toposcope.data.iter_feature_batches`; features from ``store``, a
-    :func:`toposcope.data.load_features` result, else computed from the audio); model in eval mode (restored)."""
+    :func:`toposcope.data.load_features` result, else computed from the audio); model in eval mode (restored).
+
+    ``alongside``: an object with ``update(feats, lengths, utterances)`` that runs ``model`` forward on the
+    same batch (e.g. a :class:`toposcope.analysis.profiles.ProfileAccumulator`): the search then reads the
+    activations of *that* forward pass (extra hooks on the same sites) instead of running its own, so
+    exemplars come with a profile pass at the cost of the window search alone (``benchmarks/bench_exemplars.py``).
+    """
     from ..data import iter_feature_batches
+    from ..hooks import record
 
     search = ExemplarSearch(model, targets, config=config, windows=windows)
     utts = list(utterances)
@@ -362,7 +403,12 @@ def search_exemplars(model, corpus, utterances: Sequence, targets: Iterable[Targ
     try:
         bar = _bar(total=len(utts), enabled=progress_bar, desc="exemplars", unit="utt")
         for x, lengths, chunk in iter_feature_batches(corpus, utts, fcfg, config.batch_size, store=store):
-            search.update(x, lengths, chunk)
+            if alongside is None:
+                search.update(x, lengths, chunk)
+            else:
+                with record(model, search.layers) as rec:
+                    alongside.update(x, lengths, chunk)
+                search.update_acts(rec.acts, lengths, chunk)
             bar.update(len(chunk))
         bar.close()
     finally:
@@ -585,3 +631,17 @@ def _write_media(folder: Path, d: dict, *, media: str, corpus, store, fcfg, rel:
         plt.close(art["fig"])
         write_bytes_atomic(folder / "exemplars.png", buf.getvalue())
         d["figure"] = f"{rel}/exemplars.png"
+
+
+def exemplars_for_optimal(run_dir, data=None, *, progress: bool = True, log=None, **kw) -> dict:
+    """Exemplars of the regions ``RUN/optimal/summary.json`` optimised (same layers and groups; the demo's
+    stage), else of every region; ``kw`` goes to :func:`exemplars_run`."""
+    from .._util import read_json
+
+    opt = read_json(Path(run_dir) / "optimal" / "summary.json", missing_ok=True) or {}
+    res = exemplars_run(run_dir, data=data, layers=opt.get("layers") or None, groups=opt.get("groups") or None,
+                        progress=progress, **kw)
+    if log is not None:
+        tops = ", ".join(f"{r['layer']}/{r['group']} -> /{r['joint_top_phone']}/" for r in res["regions"])
+        log(f"exemplars over {res['n_utterances_searched']} {res['split']} utterances; most covered phone: {tops}")
+    return res
