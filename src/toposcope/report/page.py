@@ -15,7 +15,7 @@ from typing import Callable
 from .context import ReportContext
 from .html import esc, script_json
 from .reader import DEFAULT_PROFILE, RunData, corpus_summary, load_run_data
-from .sections import exemplars, maps, optimal, statistics, summary, topography
+from .sections import exemplars, layouts, maps, optimal, statistics, summary, topography
 
 __all__ = ["Section", "SECTIONS", "render_report", "build_report"]
 
@@ -34,6 +34,7 @@ SECTIONS: list[Section] = [
     Section("summary", "Run summary", summary.render),
     Section("statistics", "Statistics", statistics.render),
     Section("topography", "Topography", topography.render),
+    Section("layouts", "Learned vs post-hoc", layouts.render),
     Section("maps", "Maps", maps.render),
     Section("optimal", "Optimal inputs", optimal.render),
     Section("exemplars", "Exemplars", exemplars.render),

@@ -44,6 +44,8 @@ class RunData:
     stats: dict | None = None
     filter_pngs: list[Path] = field(default_factory=list)
     optimal: list[dict] = field(default_factory=list)
+    #: ``{method: stats dict}`` of ``maps-<method>/stats.json`` for each post-hoc layout in ``layouts/``
+    layout_stats: dict[str, dict] = field(default_factory=dict)
 
     @property
     def topo_weight(self) -> float | None:
@@ -126,6 +128,10 @@ def load_run_data(run_dir, label: str | None = None, *, profile: str = DEFAULT_P
     if fdir.is_dir():
         rd.filter_pngs = sorted(fdir.glob("*.png"))
     rd.optimal = _scan_optimal(p / "optimal")
+    for method in sorted({f.stem.rsplit("-", 1)[-1] for f in (p / "layouts").glob("*-*.json")}):
+        d = read_json(p / f"maps-{method}" / "stats.json", missing_ok=True)  # maps_run(layout=method) output
+        if isinstance(d, dict):
+            rd.layout_stats[method] = d
     return rd
 
 
