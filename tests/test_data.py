@@ -161,6 +161,13 @@ def test_utterances_sharing_audio_share_one_block(tmp_path, monkeypatch):
         sum(store.frames(u.id) for u in c) * CFG.n_mels
     for u in c:
         assert torch.equal(store.get(u.id), store.get(u.id + "-copy"))
+    # a line added later that reuses an extracted file costs no extraction
+    import toposcope.shards as shards
+
+    monkeypatch.setattr(shards, "_extract_one", lambda *a, **k: pytest.fail("extracted an already extracted file"))
+    write_manifest(c.root / "manifest.jsonl", twins + [dataclasses.replace(c[1], id="late")])
+    again = load_features(Corpus.load(c.root), CFG, progress=False)
+    assert torch.equal(again.get("late"), store.get(c[1].id))
 
 
 def test_lazy_batches_equal_in_memory_batches_bit_for_bit(corpus):

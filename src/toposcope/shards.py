@@ -12,7 +12,8 @@ Layout of a store (one folder per feature config)::
   different config is a different folder.
 * Each utterance's entry carries a *stamp* (audio path, file size, mtime): an utterance whose audio
   changed no longer matches its entry and is extracted again into a new shard (the old entry is
-  ignored). Utterances sharing one audio file share one block.
+  ignored). Utterances sharing one audio file (same path, size and mtime) share one block, also when
+  one of them is added to the manifest later.
 * A shard is written in one piece (``.npy`` first, then its index, each atomically): a shard without
   an index is an interrupted extraction and is deleted; the shards written before the interruption are
   kept, so extraction resumes where it stopped.
@@ -368,11 +369,16 @@ def open_store(folder, corpus, utterances, cfg, *, jobs: int = 1, repair: bool =
             print(f"toposcope: removed {len(deleted)} bad feature shard(s), recomputing: {', '.join(deleted)}",
                   file=sys.stderr)
         entry: dict[str, tuple[int, int]] = {}  # id -> (shard, row), the one whose stamp matches
+        by_stamp: dict[str, tuple[int, int]] = {}  # the same audio file (path, size, mtime): the same block
         stamps = {u.id: audio_stamp(corpus.audio_path(u), u.audio) for u in utts}
         for s, idx in enumerate(indices):
             for r, (uid, st) in enumerate(zip(idx["ids"].tolist(), idx["stamps"].tolist())):
+                by_stamp[st] = (s, r)
                 if stamps.get(uid) == st:
                     entry[uid] = (s, r)
+        for u in utts:
+            if u.id not in entry and not stamps[u.id].endswith(":missing") and stamps[u.id] in by_stamp:
+                entry[u.id] = by_stamp[stamps[u.id]]
         missing = [u for u in utts if u.id not in entry]
         if not missing:
             break
