@@ -1,0 +1,32 @@
+"""report/charts.py: tick positions and the SVG line chart's geometry."""
+
+from __future__ import annotations
+
+import re
+
+from toposcope.report.charts import PALETTE, nice_ticks, svg_line_chart
+
+
+def test_nice_ticks_are_round_and_cover_the_range():
+    assert nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(3, 97) == [20, 40, 60, 80]  # step 20 for a span of 94 in 5 ticks
+    assert nice_ticks(-0.013, 0.011) == [-0.01, -0.005, 0, 0.005, 0.01]
+    assert nice_ticks(5, 5) == [5, 6, 7, 8, 9, 10]  # an empty range is widened
+    assert nice_ticks(float("nan"), 1) == []
+
+
+def test_points_are_placed_linearly_and_colours_follow_the_palette():
+    svg = svg_line_chart([{"label": "a", "x": [0, 1, 2], "y": [0.0, 0.5, 1.0]},
+                          {"label": "b", "x": [0, 2], "y": [1.0, 0.0], "dash": True}],
+                         title="t", xlabel="x", width=430, height=250)
+    lines = re.findall(r'<polyline fill="none" stroke="([^"]+)"[^>]*points="([^"]+)"', svg)
+    assert [c for c, _ in lines] == [PALETTE[0], PALETTE[1]]
+    (x0, y0), (x1, y1), (x2, y2) = (tuple(map(float, p.split(","))) for p in lines[0][1].split())
+    assert x1 - x0 == x2 - x1 and y0 - y1 == y1 - y2 and y0 > y2  # equal steps; larger y drawn higher
+    assert 'stroke-dasharray="5 3"' in svg.split("<polyline")[2]
+
+
+def test_log_axis_drops_non_positive_values():
+    svg = svg_line_chart([{"label": "a", "x": [0, 1, 2, 3], "y": [10.0, 1.0, 0.0, -1.0]}], title="t", xlabel="x",
+                         log_y=True)
+    assert len(re.search(r'points="([^"]+)"', svg).group(1).split()) == 2
