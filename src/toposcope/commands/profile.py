@@ -50,7 +50,7 @@ def run(args) -> int:
                        name=args.name, device=args.device, progress=not args.no_progress)
     split = prof.meta["split"]
     if args.split is None and split != "test":
-        print(f"note: {prof.meta['corpus']} has no test utterances; profiling the {split} split", file=sys.stderr)
+        print(f"note: {prof.meta['corpus']} has no test utterances; profiled the {split} split instead", file=sys.stderr)
     unit = "segments" if args.epochs else "frames"
     layers = ", ".join(f"{n} ({lp.grid}, {int(lp.counts.sum())} {unit})" for n, lp in prof.layers.items())
     print(f"{prof.meta['n_utterances']} utterances ({split}), {len(prof.groups)} groups; layers {layers}")
