@@ -75,3 +75,21 @@ def test_load_run_restores_model_and_config(tmp_path):
         load_run(tmp_path / "run", which="last")
     with pytest.raises(FileNotFoundError):
         load_run(tmp_path / "missing")
+
+
+def test_run_folder_state(tmp_path):
+    from toposcope.checkpoint import run_folder_state
+
+    run = tmp_path / "run"
+    assert run_folder_state(run) == "new"  # absent
+    run.mkdir()
+    (run / ".lock").write_text("")
+    assert run_folder_state(run) == "new"  # only the lock file: nothing of a run
+    (run / "config.toml").write_text(dump_toml(load_config("tiny").to_dict()))
+    assert run_folder_state(run) == "unstarted"  # killed before its first checkpoint
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / ".last.pt.x1.tmp").write_bytes(b"half")  # killed while saving the first one
+    save_checkpoint(run / "checkpoints" / "best.pt", {"model": {}, "config": {}})
+    assert run_folder_state(run) == "unstarted"
+    save_checkpoint(run / "checkpoints" / "last.pt", {"model": {}, "config": {}})
+    assert run_folder_state(run) == "resumable"
