@@ -529,3 +529,48 @@ def test_parts_are_objects_passed_in_and_the_model_is_profileable(planted_corpus
     for layer in nap.layers:
         np.testing.assert_allclose(twice[layer].raw, 2 * nap[layer].raw, rtol=1e-6, atol=1e-12)
         np.testing.assert_allclose(twice[layer].gram, nap[layer].gram, rtol=1e-6)  # raw A, not adjusted
+
+
+def test_accumulator_grows_the_segment_table_and_matches_across_batchings():
+    """Utterances registered as they come (no pre-registration), > 256 segments (the table grows
+    several times): per-segment sums agree between batch sizes 3 and 24 and add up to the groups."""
+    from types import SimpleNamespace
+
+    from toposcope.analysis.profiles import ProfileAccumulator
+    from toposcope.phones import PHONES
+
+    model = _random_model("none")
+    f = model.cfg.features
+    rng = np.random.default_rng(5)
+    items = []
+    for i in range(24):
+        dur = float(rng.uniform(0.5, 2.5))
+        edges = np.concatenate([[0.0], np.sort(rng.uniform(0, dur, 30)), [dur]])
+        phones = [(float(a), float(b), PHONES[int(rng.integers(6))]) for a, b in zip(edges[:-1], edges[1:])]
+        n = int(dur * f.sample_rate) // f.hop + 1
+        items.append((torch.from_numpy(rng.standard_normal((f.n_mels, n)).astype(np.float32)),
+                      SimpleNamespace(id=f"r{i}", speaker=f"s{i % 3}", duration=dur, phones=phones, text="a")))
+
+    def run(bs):
+        acc = ProfileAccumulator(model, hop=f.hop, sample_rate=f.sample_rate, adjustment="nap")
+        for s in range(0, len(items), bs):
+            chunk = items[s:s + bs]
+            T = max(x.shape[1] for x, _ in chunk)
+            x = torch.zeros(len(chunk), f.n_mels, T)
+            for b, (feat, _) in enumerate(chunk):
+                x[b, :, :feat.shape[1]] = feat
+            acc.update(x, torch.tensor([feat.shape[1] for feat, _ in chunk]), [u for _, u in chunk])
+        return acc.result()
+
+    small, big = run(3), run(24)
+    assert len(small.segments) == 24 * 31 > 256
+    assert list(small.segments.utt) == [u.id for _, u in items for _ in u.phones]
+    assert list(small.segments.speaker)[:31] == ["s0"] * 31
+    for layer in model.layer_names:
+        a, b = small[layer], big[layer]
+        np.testing.assert_array_equal(a.seg_counts, b.seg_counts)
+        assert _rel(a.seg_sums, b.seg_sums) <= 1e-5
+        for gi, g in enumerate(small.groups):
+            sel = small.segments.label == g
+            np.testing.assert_allclose(a.raw[gi], a.seg_sums[sel].sum(0) / a.seg_counts[sel].sum(), rtol=1e-10)
+        assert a.seg_counts.sum() == a.counts.sum() == a.act_count
