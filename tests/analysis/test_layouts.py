@@ -357,3 +357,21 @@ def test_maps_of_a_layout_are_judged_on_another_split(tiny_run, tiny_corpus, tmp
     st = maps_run(run, profile="gradnap-phone-train", layout="som", allow_fit_split=True, **kw)
     assert st["layout"]["judged_on_fitting_split"] is True
     assert any("judged on the fitting split" in n for n in st["notes"])
+
+
+def test_region_cells_map_back_to_units():
+    from toposcope.analysis.layouts import region_in_units
+    from toposcope.analysis.maps import find_region
+
+    values = np.arange(16.0)[None, :]  # unit u responds u
+    prof = make_profiles(values, Grid(4, 4))
+    lay = Layout(layer="conv1", method="som", features="gradnap", grid=Grid(4, 4),
+                 cell_of_unit=np.random.default_rng(3).permutation(16), fit_split="train")
+    laid = apply_layout(prof, [lay])
+    reg = find_region(laid.map("conv1", "g0"))
+    r = region_in_units({"center": reg.center, "filters": reg.filters}, lay)
+    # the units at the region's cells are the units whose values the laid-out map shows there
+    assert [int(values[0, u]) for u in r["filters"]] == [int(laid["conv1"].values[0, c]) for c in r["cells"]]
+    assert r["cells"] == list(reg.filters) and r["filters"] != r["cells"]
+    with pytest.raises(LayoutError, match="outside"):
+        region_in_units({"filters": [16]}, lay)

@@ -47,7 +47,7 @@ from ..grid import Grid, as_grid
 
 __all__ = ["Layout", "LayoutConfig", "LayoutError", "METHODS", "FEATURES", "EMBEDDINGS", "fit_cells", "fit_layout",
            "unit_features", "trustworthiness", "layer_fingerprint", "weight_fingerprint", "load_layouts",
-           "load_layout", "apply_layout", "check_fit_split", "identity_layout", "layout_path",
+           "load_layout", "apply_layout", "check_fit_split", "identity_layout", "layout_path", "region_in_units",
            "layout_run", "LAYOUT_DIR"]
 
 METHODS = ("som", "assign")
@@ -612,6 +612,18 @@ def check_fit_split(layouts, profiles, allow_fit_split: bool = False) -> bool:
                           f"profile another split, or pass allow_fit_split (--allow-fit-split) to label the "
                           f"outputs 'judged on the fitting split'")
     return bool(same)
+
+
+def region_in_units(region: Mapping, layout: Layout) -> dict:
+    """A region found on a laid-out map (``region["filters"]``: cells of ``layout.grid``, as in
+    ``RUN/maps-<method>/regions.json``) with ``filters`` replaced by the model's unit indices sitting at
+    those cells (what an objective on the model needs) and the cells kept as ``cells`` (where to draw)."""
+    cells = [int(c) for c in region["filters"]]
+    bad = [c for c in cells if not 0 <= c < layout.units]
+    if bad:
+        raise LayoutError(f"region cells {bad} outside the {layout.grid} layout of {layout.layer!r}")
+    units = layout.unit_of_cell[cells]
+    return {**dict(region), "filters": [int(u) for u in units], "cells": cells}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-utterances", type=int, default=200, help="utterances scanned for the data maximum (200)")
     p.add_argument("--profiles", default="gradnap-phone", help="profiles name used to choose groups")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--layout", default=None, metavar="METHOD",
+                   help="regions of a post-hoc layout (RUN/maps-METHOD, `toposcope layout`) -> RUN/optimal-METHOD/")
     p.add_argument("--no-audio", action="store_true", help="skip the WAV files")
     p.add_argument("--no-images", action="store_true", help="skip region.png")
     p.add_argument("--no-progress", action="store_true")
@@ -63,7 +65,8 @@ def run(args) -> int:
     s = optimize_run(args.run, layers=args.layers, groups=args.groups, data=args.data, split=args.split,
                      max_utterances=args.max_utterances, n_groups=args.n_groups, seconds=args.seconds, config=cfg,
                      retries=args.retries, profiles=args.profiles, checkpoint=args.checkpoint,
-                     images=not args.no_images, audio=not args.no_audio, progress=not args.no_progress)
+                     images=not args.no_images, audio=not args.no_audio, progress=not args.no_progress,
+                     layout=args.layout)
     print(f"groups: {', '.join(s['groups'])} ({s['group_choice']})")
     for r in s["regions"]:
         print(f"{r['layer']}/{r['group']}: region {tuple(r['center'])}, joint {r['joint_activation']:.3g} "

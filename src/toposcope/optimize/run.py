@@ -203,6 +203,7 @@ def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, i
 
     out_dir.mkdir(parents=True, exist_ok=True)
     filters = [int(i) for i in region["filters"]]
+    cells = [int(i) for i in region.get("cells", filters)]  # grid cells (other than filters under a layout)
     names = [f"filter_{i}" for i in filters] + ["joint"]
     targets = []
     for k, name in enumerate(names):
@@ -232,7 +233,7 @@ def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, i
              "ratio": (v / dm) if np.isfinite(dm) and dm > 0 else None}
         if k < len(filters):
             t["filter"] = filters[k]
-            t["position"] = list(grid.position(filters[k]))
+            t["position"] = list(grid.position(cells[k]))
         else:
             t["filters"] = filters
         targets.append(t)
@@ -245,7 +246,7 @@ def write_region(out_dir: Path, *, layer: str, group: str, region: dict, grid, i
 
         from ..viz.inputs import plot_region_inputs
 
-        pos = [grid.position(i) for i in filters]
+        pos = [grid.position(i) for i in cells]
         r0, c0 = min(p[0] for p in pos), min(p[1] for p in pos)
         art = plot_region_inputs(
             [inputs[k].numpy() for k in range(len(filters))], [(r - r0, c - c0) for r, c in pos],
@@ -294,8 +295,12 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
                  data=None, split: str = "train", max_utterances: int = 200, n_groups: int = 3,
                  seconds: float = 0.5, config: OptimizeConfig = OptimizeConfig(), retries: int = 2,
                  profiles: str = "gradnap-phone", checkpoint: str = "best", images: bool = True,
-                 audio: bool = True, progress: bool = True, out=None) -> dict:
+                 audio: bool = True, progress: bool = True, out=None, layout: str | None = None) -> dict:
     """Optimal inputs for every chosen (layer, group) region of a run; see the module docstring.
+
+    ``layout``: a post-hoc layout method (``docs/layouts.md``): regions come from ``RUN/maps-<layout>/``
+    (cells of the layout's grid), the objectives use the units sitting at those cells, images are laid
+    out on the layout's grid, and the default output folder is ``RUN/optimal-<layout>``.
 
     ``data``: corpus directory (default: the one recorded in the profiles file); returns the overall
     summary (also written to ``RUN/optimal/summary.json``).
@@ -306,9 +311,17 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
 
     run = load_run(run_dir, checkpoint)
     run_dir = Path(run.path or run_dir)
-    out = Path(out) if out is not None else run_dir / "optimal"
+    out = Path(out) if out is not None else run_dir / ("optimal" if not layout else f"optimal-{layout}")
     model, fcfg = run.model, run.config.model.features
-    regions = load_regions(run_dir)
+    regions = load_regions(run_dir, "maps" if not layout else f"maps-{layout}")
+    grids = dict(model.grids)
+    if layout:  # regions hold cells of the layout's grid; the objectives need the units sitting there
+        from ..analysis.layouts import load_layouts, region_in_units
+
+        lays = load_layouts(run_dir, layout, model=model)
+        regions = {l: {g: region_in_units(r, lays[l]) for g, r in gs.items()} if l in lays else gs
+                   for l, gs in regions.items()}
+        grids.update({l: lay.grid for l, lay in lays.items()})
     all_layers = [l for l in model.layer_names if l in regions]
     if layers:
         bad = [l for l in layers if l not in regions]
@@ -385,7 +398,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
                  "loss_first": losses[0].tolist(), "loss_last": losses[-1].tolist(), "seconds": elapsed,
                  "reused_from_same_region": reused,
                  "checkpoint": run.meta.get("checkpoint"), "corpus": str(corpus.root), "split": split}
-        s = write_region(out / layer / safe_filename(g), layer=layer, group=g, region=reg, grid=model.grids[layer],
+        s = write_region(out / layer / safe_filename(g), layer=layer, group=g, region=reg, grid=grids[layer],
                          inputs=r["inputs"], values=r["values"], maxima=maxima, first=first, stats=stats,
                          feats_cfg=fcfg, geometry=geo, config=config, extra=extra, images=images, audio=audio)
         results.append(s)
