@@ -34,6 +34,9 @@ _EXPORTS = {
     "profile_run": "toposcope.analysis.profiles",
     "smooth_map": "toposcope.analysis.maps",
     "find_region": "toposcope.analysis.maps",
+    "apply_layout": "toposcope.analysis.layouts",
+    "load_layouts": "toposcope.analysis.layouts",
+    "profile_module": "toposcope.analysis.adapter",
     "maps_run": "toposcope.analysis.maps",
 }
 
