@@ -308,8 +308,10 @@ def test_metrics_log_is_strict_json_and_reads_past_a_torn_line(tmp_path):
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"kind": "tr')
     assert [l["step"] for l in MetricsLog.read(tmp_path)] == [1, 2, 3]
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('\n{"kind": "valid", "step": 1, "cer": NaN}\n')  # as older versions wrote non-finite numbers
     MetricsLog(tmp_path, tensorboard=False).keep_until(2)
-    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
-    assert [l["step"] for l in MetricsLog.read(tmp_path / "metrics.jsonl")] == [1, 2]
+    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n") and "NaN" not in (tmp_path / "metrics.jsonl").read_text()
+    assert [l["step"] for l in MetricsLog.read(tmp_path / "metrics.jsonl")] == [1, 2, 1]
     MetricsLog(tmp_path, enabled=False).append({"kind": "train", "step": 9})  # DDP rank > 0: writes nothing
-    assert [l["step"] for l in MetricsLog.read(tmp_path)] == [1, 2]
+    assert [l["step"] for l in MetricsLog.read(tmp_path)] == [1, 2, 1]

@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import distributed as D
-from ._util import append_jsonl, progress, read_jsonl, write_text_atomic
+from ._util import append_jsonl, jsonable, progress, read_jsonl, write_text_atomic
 from .checkpoint import (CONFIG_FILE, METRICS_FILE, checkpoint_path, dump_toml, load_checkpoint,
                          read_run_config, run_folder_state, save_checkpoint)
 from .config import ConfigError, RunConfig, load_config
@@ -286,7 +286,8 @@ class MetricsLog:
         """Drop the lines of steps after ``step`` (logged after the checkpoint being resumed) and torn lines."""
         if self.enabled and self.path.exists():
             keep = [ln for ln in self.read(self.path) if isinstance(ln, dict) and ln.get("step", 0) <= step]
-            write_text_atomic(self.path, "".join(json.dumps(ln, allow_nan=False) + "\n" for ln in keep))
+            write_text_atomic(self.path, "".join(json.dumps(jsonable(ln), ensure_ascii=False, allow_nan=False) + "\n"
+                                                 for ln in keep))  # NaN of older files -> null
 
     def clear(self) -> None:
         """Start an empty log (a run started from scratch)."""
