@@ -150,12 +150,12 @@ def test_shuffling_a_models_units_gives_the_same_layout_maps(tiny_corpus):
     p1 = compute_profiles(model, tiny_corpus, utts, **kw)
     p2 = compute_profiles(shuffled, tiny_corpus, utts, **kw)
     assert not np.allclose(p1["conv2"].values, p2["conv2"].values)
-    for method in ("som", "assign"):
-        cfg = LayoutConfig(method=method, seed=0)
+    for method, features in (("som", "gradnap"), ("assign", "gradnap"), ("som", "activations")):
+        cfg = LayoutConfig(method=method, features=features, seed=0)
         m1 = apply_layout(p1, [fit_layout(p1, "conv2", cfg)])["conv2"].maps()
         m2 = apply_layout(p2, [fit_layout(p2, "conv2", cfg)])["conv2"].maps()
         scale = np.abs(m1).max()
-        assert same_up_to_symmetry(m1, m2, rtol=1e-4, atol=1e-5 * scale), method
+        assert same_up_to_symmetry(m1, m2, rtol=1e-4, atol=1e-5 * scale), (method, features)
 
 
 # ---------------------------------------------------------------------------------------------------
