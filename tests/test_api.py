@@ -72,3 +72,23 @@ def test_every_dotted_name_in_the_prose_and_overview_resolves():
         except (ImportError, AttributeError) as e:
             bad.append(f"{d}: {e}")
     assert not bad, bad
+
+
+def test_citations_of_docs_method_name_existing_sections():
+    """Code and docs cite "docs/method.md § Profiles": every cited section exists (its first word is a word
+    of a heading: "§ Maps" finds "Maps and regions", "§ Layouts" finds "Post-hoc layouts")."""
+    root = API_MD.parents[1]
+    method = (root / "docs" / "method.md").read_text(encoding="utf-8")
+    words = {w.lower() for h in re.findall(r"^## (.+)$", method, re.M) for w in re.findall(r"[\w-]+", h)}
+    assert {"regularizer", "profiles", "maps", "statistics", "optimal", "layouts", "reliability"} <= words
+    cite = re.compile(r"method\.md\s*§\s*([\w-]+)")
+    bad, n = [], 0
+    files = [*root.glob("src/toposcope/**/*.py"), *root.glob("docs/**/*.md"), *root.glob("tests/**/*.py"),
+             root / "README.md"]
+    for f in files:
+        for m in cite.finditer(f.read_text(encoding="utf-8", errors="replace")):
+            n += 1
+            if m.group(1).lower() not in words:
+                bad.append(f"{f.relative_to(root)}: § {m.group(1)}")
+    assert n >= 10, "the code no longer cites docs/method.md"
+    assert not bad, bad
