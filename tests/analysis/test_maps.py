@@ -226,3 +226,49 @@ def test_maps_run_under_a_layout_refuses_its_fitting_split_then_labels(tmp_path)
     assert regions["conv1"]["s"]["filters"] == list(find_region(moved).filters)
     assert on_disk["layers"]["conv1"]["groups"]["s"]["morans_i"] == pytest.approx(float(morans_i(moved)), abs=1e-9)
     assert not (run / "maps" / "stats.json").exists()
+
+
+def test_cli_maps_wires_the_label_null_options(tmp_path, capsys):
+    """`toposcope maps --label-permutations N --seed S` on a run whose profile has per-segment sums: the
+    table leads with the phone-specific tests and names Moran's I against positions as smoothness."""
+    import torch
+
+    from toposcope.analysis.profiles import SegmentTable, subtract_baseline
+    from toposcope.checkpoint import save_checkpoint
+    from toposcope.cli import main
+    from toposcope.config import load_config
+    from toposcope.model import Wav2Letter
+
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    model = Wav2Letter(cfg.model).eval()
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "best.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    rng = np.random.default_rng(0)
+    groups = ("aa", "s", "t", "sil")
+    label = np.array(list(groups) * 30)
+    S = len(label)
+    seg = SegmentTable(utt=np.array([f"u{i // 8}" for i in range(S)]), speaker=np.array(["a", "b", "c"] * 40),
+                       label=label, start=np.zeros(S), end=np.ones(S))
+    layers = {}
+    for name in model.layer_names:
+        grid = model.grids[name]
+        counts = rng.integers(1, 5, size=S)
+        sums = counts[:, None] * rng.normal(size=(S, grid.size))
+        raw = np.stack([sums[label == g].sum(0) / counts[label == g].sum() for g in groups])
+        c = np.array([counts[label == g].sum() for g in groups])
+        layers[name] = LayerProfile(values=subtract_baseline(raw, c), raw=raw, counts=c, grid=grid, seg_sums=sums,
+                                    seg_counts=counts)
+    Profiles(groups=groups, method="gradnap", grouping="phone", layers=layers, segments=seg,
+             meta={"checkpoint": "best", "split": "test"}).save(run / "profiles" / "gradnap-phone.npz")
+    assert main(["maps", str(run), "--no-plots", "--no-progress", "--permutations", "200",
+                 "--label-permutations", "99", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    head = out.splitlines()[0]
+    assert head.index("phone-specific") < head.index("S̄ (z)") < head.index("smoothness: mean I")
+    assert "99 label permutations" in out and "map smoothness, not phoneme grouping" in out
+    st = json.loads((run / "maps" / "stats.json").read_text())
+    assert st["label_permutations"] == 99 and st["seed"] == 3 and st["checkpoint"] == "best"
+    assert st["layers"]["conv1"]["groups"]["s"]["p_label"] is not None
+    assert main(["maps", str(run), "--no-plots", "--no-progress", "--label-permutations", "10"]) == 2
+    assert "at least 99 label permutations" in capsys.readouterr().err

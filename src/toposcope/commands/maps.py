@@ -23,7 +23,8 @@ def add_arguments(p) -> None:
     p.add_argument("--baseline", default=None, metavar="RUN2",
                    help="a second run (e.g. topo_weight = 0) with the same profiles, shown side by side")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default RUN/maps for gradnap-phone, else RUN/maps-<NAME>)")
+                   help="output folder (default RUN/maps for gradnap-phone, else RUN/maps-<NAME>; "
+                        "-<METHOD> appended under --layout)")
     p.add_argument("--interpolate", action="store_true", help="EEG-style interpolated smoothed panel")
     p.add_argument("--no-plots", action="store_true", help="only regions.json and stats.json")
     p.add_argument("--permutations", type=int, default=999,
