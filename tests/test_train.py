@@ -315,3 +315,38 @@ def test_metrics_log_is_strict_json_and_reads_past_a_torn_line(tmp_path):
     assert [l["step"] for l in MetricsLog.read(tmp_path / "metrics.jsonl")] == [1, 2, 1]
     MetricsLog(tmp_path, enabled=False).append({"kind": "train", "step": 9})  # DDP rank > 0: writes nothing
     assert [l["step"] for l in MetricsLog.read(tmp_path)] == [1, 2, 1]
+
+
+@pytest.mark.slow  # ~40 s: a second Python process extracting features of 160 utterances
+def test_two_processes_one_folder_and_a_kill_before_the_first_checkpoint(tmp_path, capsys):
+    """The issue's scenario with real processes: a second `train` into a folder that another is training
+    into is refused (exit 2, "in use"); the first, killed with SIGKILL before its first checkpoint, is then
+    started again from scratch."""
+    import subprocess
+    import sys
+    import time
+
+    from toposcope.checkpoint import dump_toml
+
+    corpus = tone_corpus(tmp_path / "long", n=160, splits=("train",))  # one epoch = 160 steps of batch 1
+    conf = tmp_path / "one.toml"
+    conf.write_text(dump_toml(tiny(batch_size=1, max_steps=1000).to_dict()))
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(corpus.root), "--out", str(run), "--config", str(conf), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOPOSCOPE_NO_PROGRESS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "toposcope", *argv], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").is_file() or '"step": 2,' not in (run / "metrics.jsonl").read_text():
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr and first.stderr.read()
+            time.sleep(0.02)
+        assert cli_main(argv) == 2  # a second writer, while the first trains
+        assert "is in use by `toposcope train` (pid" in capsys.readouterr().err
+    finally:
+        first.kill()  # SIGKILL: no chance to save
+        first.wait(timeout=60)
+    assert (run / "config.toml").is_file() and not (run / "checkpoints" / "last.pt").exists()
+    res = train(corpus.root, run, config=str(conf), max_steps=3, progress=False)
+    assert res["step"] == 3 and [l["step"] for l in lines(run, "train")] == [1, 2, 3]
+    assert "starting it again from scratch" in capsys.readouterr().err
