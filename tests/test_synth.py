@@ -322,3 +322,13 @@ def test_all_or_nothing_and_resumable(tmp_path, monkeypatch):
     assert (other / "notes.txt").read_text() == "mine"
     synthesize(other, utterances=3, seed=5, voices=FLITE2, progress=False, jobs=1, force=True)
     assert not (other / "notes.txt").exists() and len(Corpus.load(other)) == 3
+
+
+def test_voices_by_split(tiny_corpus):
+    from toposcope.synth import voices_by_split
+
+    v = voices_by_split(tiny_corpus)
+    assert set(v) == {"all", "train", "valid", "test"}
+    assert set(v["all"]) == set(v["train"]) | set(v["valid"]) | set(v["test"]) and v["all"] == sorted(v["all"])
+    assert set(v["test"]).isdisjoint(v["train"])  # whole voices are held out for test
+    assert v["test"] == sorted({u.extra["voice"] for u in tiny_corpus.split("test")})

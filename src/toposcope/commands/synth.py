@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..synth import DEFAULT_TEST_VOICES, VOICES, SynthError, synthesize
+    from ..synth import DEFAULT_TEST_VOICES, VOICES, SynthError, synthesize, voices_by_split
 
     if args.list_voices:
         for v in VOICES.values():
@@ -41,12 +41,10 @@ def run(args) -> int:
         raise SynthError("--out DIR is required (the corpus directory to write)")
     corpus = synthesize(args.out, utterances=args.utterances, hours=args.hours, seed=args.seed,
                         jobs=args.jobs, voices=args.voices, progress=not args.no_progress, force=args.force)
-    s = corpus.summary()
-    voices = sorted({u.extra.get("voice", u.speaker) for u in corpus})
+    s, voices = corpus.summary(), voices_by_split(corpus)
     print(f"wrote {corpus.root}: {s['utterances']} utterances, {s['hours']:.3f} h, "
-          f"{len(voices)} voices, {len(s['speakers'])} speakers")
+          f"{len(voices['all'])} voices, {len(s['speakers'])} speakers")
     for name, sp in s["splits"].items():
-        vs = sorted({u.extra.get("voice", u.speaker) for u in corpus.split(name)})
         print(f"  {name:5s} {sp['utterances']:6d} utterances  {sp['hours']:7.3f} h  "
-              f"{len(sp['speakers']):3d} speakers  voices: {', '.join(vs)}")
+              f"{len(sp['speakers']):3d} speakers  voices: {', '.join(voices[name])}")
     return 0

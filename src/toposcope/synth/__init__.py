@@ -59,7 +59,7 @@ from .voices import (DEFAULT_TEST_VOICES, PITCHES, RATES, VOICES, MissingPackage
 
 __all__ = [
     "synthesize", "plan_corpus", "PlannedUtterance", "SynthError", "MissingPackageError", "VOICES",
-    "Voice", "Speaker", "DEFAULT_TEST_VOICES", "RATES", "PITCHES", "DEFAULT_HOURS",
+    "Voice", "Speaker", "DEFAULT_TEST_VOICES", "RATES", "PITCHES", "DEFAULT_HOURS", "voices_by_split",
 ]
 
 DEFAULT_HOURS = 1.0
@@ -240,6 +240,15 @@ def _load_done(out: Path, p: PlannedUtterance) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- synthesis
+
+def voices_by_split(corpus) -> dict[str, list[str]]:
+    """The voices of a synthesized corpus: ``{"all": [...], "train": [...], ...}`` (sorted names; a corpus
+    without voice information counts each speaker as a voice)."""
+    def names(utts) -> list[str]:
+        return sorted({u.extra.get("voice", u.speaker) for u in utts})
+
+    return {"all": names(corpus), **{split: names(corpus.split(split)) for split in corpus.summary()["splits"]}}
+
 
 def synthesize(out, *, utterances: int | None = None, hours: float | None = None, seed: int = 0,
                jobs: int | None = None, voices=None, progress: bool = True, force: bool = False) -> Corpus:
