@@ -47,8 +47,8 @@ def main(argv=None) -> int:
             runs += 1
             try:
                 prop()
-            except Exception:  # hypothesis re-raises the minimal failing example
-                error = traceback.format_exc(limit=3).strip().splitlines()[-1]
+            except Exception as e:  # hypothesis re-raises the minimal failing example (in the notes)
+                error = " ".join("".join(traceback.format_exception_only(type(e), e)).split())[:400]
                 break
         dt = time.time() - t0
         rows.append((name, mod.CASES[name], "none" if error is None else f"FAILED: {error}", dt))

@@ -25,6 +25,8 @@ MANIFEST = "manifest.jsonl"
 SPLITS = ("train", "valid", "test")
 #: Segments may end this far past ``duration`` (rounding of times written with ms precision).
 TIME_TOLERANCE = 0.002
+#: Times are written to manifests rounded to this many decimals (1 µs).
+TIME_DECIMALS = 6
 _KNOWN = {"id", "audio", "speaker", "text", "duration", "phones", "words", "split", "source_phones"}
 
 Segment = tuple[float, float, str]
@@ -58,6 +60,9 @@ def validate_segments(segments: Sequence[Segment], duration: float, where: str, 
                 f"{where}: {kind}[{k}] {lab!r} [{s:.3f}, {e:.3f}] s lies outside the audio [0, {duration:.3f}] s")
         if e <= s:
             raise CorpusError(f"{where}: {kind}[{k}] {lab!r} has end {e:.3f} <= start {s:.3f}")
+        if round(e, TIME_DECIMALS) <= round(s, TIME_DECIMALS):  # would be empty once written to a manifest
+            raise CorpusError(f"{where}: {kind}[{k}] {lab!r} [{s!r}, {e!r}] s is shorter than the manifest's "
+                              f"time resolution (1e-{TIME_DECIMALS} s)")
         if s < prev_end - TIME_TOLERANCE:
             raise CorpusError(
                 f"{where}: {kind}[{k}] {lab!r} starts at {s:.3f} s before the previous segment ends "

@@ -208,3 +208,16 @@ def test_cli_fraction_arguments(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(argv)
     assert not (tmp_path / "o").exists()
+
+
+def test_import_never_writes_a_manifest_that_does_not_load(tmp_path):
+    """Found by the long fuzz run: a 1e-7 s segment passed the import's checks but was written rounded to 1 µs,
+    so the corpus it wrote failed Corpus.load ("end 0.000 <= start 0.000"). Now the import stops instead."""
+    from toposcope.corpus import CorpusError
+
+    src = lab_tree(tmp_path / "src", names=("a",))
+    (src / "a.lab").write_text("#\n1e-7 125 aa\n")
+    with pytest.raises(CorpusError, match=r"a\.lab.*phones\[0\] 'aa' \[0\.0, 1e-07\] s is shorter than the "
+                                          r"manifest's time resolution \(1e-6 s\)"):
+        import_lab(src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

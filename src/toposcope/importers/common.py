@@ -294,6 +294,7 @@ def _build_corpus(tmp: Path, out: Path, candidates, *, skip_bad, progress, alway
             utt.audio = f"audio/{c.id}.wav"
             utt.duration = len(wave) / SAMPLE_RATE
             utt.validate(c.source)
+            Utterance.from_dict(utt.to_dict(), c.source).validate(c.source)  # what the manifest will hold
         except ValueError as e:
             if not (skip_bad or isinstance(e, always_skip)):
                 raise
