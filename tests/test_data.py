@@ -146,6 +146,10 @@ def test_extraction_resumes_after_interruption_and_jobs_agree(tmp_path, monkeypa
     assert len(list(next((tmp_path / "cache2").glob("features-*")).glob("shard-*.npy"))) >= 2
     for u in c:
         assert torch.equal(s1.get(u.id), s2.get(u.id))
+    monkeypatch.setattr(shards, "MAX_OPEN", 2)  # the shards of s1 through two descriptors
+    s1.close()
+    for u in c:
+        assert torch.equal(s1.get(u.id), s2.get(u.id)) and len(s1._fds) <= 2
 
 
 def test_utterances_sharing_audio_share_one_block(tmp_path, monkeypatch):

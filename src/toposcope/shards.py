@@ -53,6 +53,8 @@ FORMAT_VERSION = 1
 #: Target size of one shard in MiB (a shard is the unit of parallel work and of resumption).
 SHARD_MB = 64.0
 _DTYPE = np.dtype("<f4")
+#: Shard files one process keeps open at most.
+MAX_OPEN = 128
 
 
 class ShardError(CorpusError):
@@ -234,6 +236,8 @@ class ShardedFeatureStore:
             self._fds, self._pid = {}, os.getpid()
         fd = self._fds.get(s)
         if fd is None:
+            if len(self._fds) >= MAX_OPEN:  # stay far below the descriptor limit (960 h: ~3500 shards)
+                self.close()
             try:
                 fd = os.open(self.shard_paths[s], os.O_RDONLY)
             except OSError as e:
