@@ -25,6 +25,12 @@ def quick_demo(tmp_path_factory) -> Path:
     return out
 
 
+def section(page: str, sid: str) -> str:
+    """The HTML of ``<section id="sid">`` (sections do not nest)."""
+    start = page.index(f'<section id="{sid}">')
+    return page[start:page.index("</section>", start)]
+
+
 # -- pieces ----------------------------------------------------------------------------------------------
 def test_script_json_cannot_close_the_script_element():
     obj = {"label": "</script><script>alert(1)</script>", "c": "<!-- x -->", "amp": "a&b", "ls": "\u2028"}
@@ -130,12 +136,14 @@ def test_quick_demo_report_shows_every_section_with_the_run_numbers(tmp_path_fac
     wavs = sorted((topo / "optimal").glob("*/*/*.wav"))
     pngs = sorted((topo / "optimal").glob("*/*/*.png"))
     assert wavs and pngs
-    assert page.count('<audio controls') == len(wavs)
-    assert page.count("data:audio/wav;base64,") == len(wavs)
+    optimal = section(page, "optimal")
+    assert optimal.count('<audio controls') == len(wavs)
+    assert optimal.count("data:audio/wav;base64,") == len(wavs)
+    assert optimal.count("data:image/png;base64,") == len(pngs)
     # Figure 1A close-ups of both runs.
     n_filter_pngs = len(list((topo / "filters").glob("*.png"))) + len(list((base / "filters").glob("*.png")))
     assert n_filter_pngs > 0
-    assert page.count("data:image/png;base64,") == len(pngs) + n_filter_pngs
+    assert section(page, "topography").count("data:image/png;base64,") == n_filter_pngs
 
     # Statistics: the share of clustered phones and Moran's I of every phone, both runs.
     for run in (topo, base):
@@ -143,3 +151,19 @@ def test_quick_demo_report_shows_every_section_with_the_run_numbers(tmp_path_fac
         for layer, e in s["layers"].items():
             assert f"{100 * e['share_clustered']:.1f} % of {len(e['groups'])}" in page
     assert page.count("Moran's I of every phone map") == len(prof.layers)
+    # The phone-specific tests lead the statistics section, topo beside baseline, with generated findings.
+    from toposcope.report.html import num, pval
+    from toposcope.report.sections.statistics import findings
+
+    stats_html = section(page, "statistics")
+    lab = stats_html[stats_html.index("Phone-specific organization (label null)</h3>"):]
+    for run in (topo, base):
+        s = json.loads((run / "maps" / "stats.json").read_text())
+        for layer, e in s["layers"].items():
+            ln = e["label_null"]
+            assert (f"<td>{100 * e['share_phone_specific']:.1f} % of {len(e['groups'])}</td><td>{num(ln['observed'])}"
+                    f"</td><td>{num(ln['mean'])} ± {num(ln['sd'])}</td>") in lab, layer
+            assert f">{pval(ln['p'])}</td>" in lab
+    rt, rb = load_run_data(topo, "topo"), load_run_data(base, "baseline")
+    sentences = findings([rt, rb], rt.layer_names)
+    assert sentences and all(html.escape(t) in stats_html for t in sentences)
