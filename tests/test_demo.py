@@ -21,8 +21,8 @@ def quick_demo(tmp_path_factory) -> Path:
     return out
 
 
-STAGES = ("corpus", "train topo", "train baseline", "evaluate", "profile", "maps", "filters", "optimize", "exemplars",
-          "report")
+STAGES = ("corpus", "train topo", "train baseline", "evaluate", "profile", "maps", "layout", "filters", "optimize",
+          "exemplars", "report")
 
 
 @pytest.mark.slow
@@ -46,6 +46,12 @@ def test_quick_demo_runs_every_stage_then_resumes(tmp_path_factory, capsys):
     lam = {run: tomllib.loads((out / "runs" / run / "config.toml").read_text())["train"]["topo_weight"]
            for run in ("topo", "baseline")}
     assert lam["baseline"] == 0.0 and lam["topo"] > 0, lam
+    # the baseline's post-hoc layout, fitted on train and judged on the held-out profile
+    lay = json.loads((out / "runs" / "baseline" / "layouts" / "conv1-som.json").read_text())
+    assert lay["fit_split"] == "train" and sorted(lay["cell_of_unit"]) == list(range(len(lay["cell_of_unit"])))
+    judged = json.loads((out / "runs" / "baseline" / "maps-som" / "stats.json").read_text())
+    assert judged["layout"]["judged_on_fitting_split"] is False
+    assert "Learned vs post-hoc" in (out / "report.html").read_text(encoding="utf-8")
     summaries = list((out / "runs" / "topo" / "optimal").glob("*/*/summary.json"))
     assert summaries and all(json.loads(p.read_text())["targets"] for p in summaries)
     html = (out / "report.html").read_text(encoding="utf-8")
@@ -66,7 +72,7 @@ def test_quick_demo_runs_every_stage_then_resumes(tmp_path_factory, capsys):
     # The end prints where the report is and the headline numbers, read from the run directories.
     assert str((out / "report.html").resolve()) in printed.out
     assert f"{100 * after['cer']:.1f} %" in printed.out
-    assert "skipped" in printed.err and "[9/9] report" in printed.err
+    assert "skipped" in printed.err and f"[{len(STAGES)}/{len(STAGES)}] report" in printed.err
 
 
 def test_demo_cli_rejects_a_bad_training_cap(tmp_path, capsys):
@@ -139,3 +145,25 @@ def test_headline_leads_with_the_phone_specific_tests_beside_the_baseline(tmp_pa
     assert rows["functional S̄ (mean)"] == ["0.400", "n/a"]
     assert rows["weight S̄ (mean)"] == ["0.850", "0.120"]
     assert "clustered" not in text  # the position-null share is map smoothness, not the headline
+
+
+def test_layout_stage_fits_the_baselines_layout_and_judges_it_held_out(tiny_run, tiny_corpus, tmp_path):
+    """The demo's `layout` stage on a finished tiny baseline: SOM layout fitted on train, stats on test."""
+    import shutil
+
+    from toposcope.analysis.profiles import profile_run
+    from toposcope.demo import PROFILE_NAME, plan, stages
+
+    out = tmp_path / "demo"
+    base = out / "runs" / "baseline"
+    shutil.copytree(tiny_run, base, ignore=shutil.ignore_patterns("profiles", "layouts", "maps*", "optimal*"))
+    (out / "corpus").symlink_to(tiny_corpus.root, target_is_directory=True)
+    profile_run(base, out / "corpus", split="test", name=PROFILE_NAME, progress=False)
+    stage = {s.name: s for s in stages(out, plan(True), progress=False, log=lambda m: None)}["layout"]
+    assert not stage.done()
+    stage.run()
+    assert stage.done()
+    lay = json.loads((base / "layouts" / "conv1-som.json").read_text())
+    assert lay["fit_split"] == "train" and sorted(lay["cell_of_unit"]) == list(range(len(lay["cell_of_unit"])))
+    judged = json.loads((base / "maps-som" / "stats.json").read_text())
+    assert judged["layout"]["judged_on_fitting_split"] is False and judged["profile_split"] == "test"

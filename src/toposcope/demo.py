@@ -8,6 +8,7 @@ The demo is a list of :class:`Stage` s (:func:`stages`), each calling library fu
     evaluate        RUN/eval/test.json              CER/WER of both on the held-out voices
     profile         RUN/profiles/gradnap-phone.npz  GradNAPs per phone (with per-segment sums), both runs
     maps            RUN/maps/                       maps, regions, statistics (label and position nulls), both runs
+    layout          DIR/runs/baseline/maps-som/     post-hoc SOM layout of the baseline (fitted on train), its statistics
     filters         RUN/filters/                    Figure 1A close-ups, both runs
     optimize        DIR/runs/topo/optimal/          optimal inputs of the most responsive regions (topographic run)
     exemplars       DIR/runs/topo/exemplars/        the real windows those regions respond to most, their phones
@@ -119,7 +120,8 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
     # Import the functions from their modules: ``toposcope.train`` / ``toposcope.evaluate`` name both a
     # submodule and a function, and which one the package attribute holds depends on import order.
     from .analysis.exemplars import exemplars_for_optimal
-    from .analysis.maps import maps_run
+    from .analysis.layouts import layout_run
+    from .analysis.maps import maps_dir, maps_run
     from .analysis.profiles import profile_run
     from .corpus import Corpus
     from .evaluate import evaluate as evaluate_run
@@ -204,6 +206,10 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
               "computing GradNAPs per phone for every gridded layer, both models"),
         Stage("maps", lambda: all(_maps_done(r) for r in both), maps,
               "drawing maps, finding regions, testing against label and position nulls, both models"),
+        Stage("layout", lambda: (maps_dir(base_dir, PROFILE_NAME, "som") / "stats.json").is_file(),
+              lambda: (layout_run(base_dir, corpus_dir, method="som", fit_split="train", progress=progress),
+                       maps_run(base_dir, profile=PROFILE_NAME, layout="som", plots=False, progress=progress)),
+              "fitting a post-hoc SOM layout of the baseline on the train split; its statistics on the held-out split"),
         Stage("filters", lambda: all(_filters_done(r) for r in both), filters, "drawing first-layer filter close-ups"),
         Stage("optimize", lambda: (topo_dir / "optimal" / "summary.json").is_file(), optimize,
               "synthesizing optimal inputs for the most responsive regions of the topographic model"),
