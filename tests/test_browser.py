@@ -76,6 +76,9 @@ def test_report_in_headless_chromium(driver, tmp_path_factory, tmp_path):
     # Every section is there; the map panels show both runs side by side.
     for sec in ("summary", "topography", "maps", "optimal", "statistics"):
         assert d.find_element(By.ID, sec).is_displayed()
+    # The statistics section states its findings (generated from stats.json) in a visible list.
+    items = d.find_elements(By.CSS_SELECTOR, "#statistics ul.findings li")
+    assert items and all(li.is_displayed() and "label null" in items[0].text for li in items)
     first = _canvas(d, "m0")
     base = _canvas(d, "m1")
     assert first and base and first["w"] > 0 and first["h"] > 0
