@@ -255,7 +255,9 @@ def render(ctx: ReportContext) -> str:
                '<p class="note">Mantel r: correlation between the phones\' map dissimilarities (1 − Pearson r of '
                'two maps) and their distance in articulatory features (manner, place, voicing; vowel height, '
                'backness, rounding); separation: mean grid distance between different phones\' most responsive '
-               'regions. Both against the label null.</p>')
+               'regions. Both against the label null. Phones that sound alike drive similar filters in any '
+               'network, grid or not, so a significant Mantel r alone does not show a topographic map: compare '
+               'the topographic run with the baseline.</p>')
     out.append(_missing_key(models, layers, "phonetic", "phonetic-organization test"))
     out.append(_table(models, layers, ["Mantel r", "p", "separation", "label null", "p"], phon_cells))
 
