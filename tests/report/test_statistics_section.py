@@ -9,8 +9,6 @@ import re
 import tomllib
 from importlib import resources
 
-import pytest
-
 from toposcope.report import RunData
 from toposcope.report.context import ReportContext
 from toposcope.report.sections import statistics
