@@ -22,6 +22,7 @@ RUNS = [
     ("paper-config training throughput (target >= 30x real time)", ["bench_train.py", "--steps", "5", "--warmup", "2"]),
     ("profile pass vs forward+backward (target <= 1.5x)", ["bench_profiles.py", "--repeats", "5"]),
     ("optimal inputs: one region, small config (target <= 60 s)", ["bench_optimize.py"]),
+    ("maps stage with 999 label permutations vs without (target <= 2x, <= 80 s)", ["bench_maps.py"]),
 ]
 
 
