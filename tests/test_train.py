@@ -1,4 +1,5 @@
-"""Training: loss falls, exact resume, Ctrl-C, non-finite loss, bad input (toposcope.train)."""
+"""Training (toposcope.train): loss falls, exact resume, Ctrl-C, non-finite loss, bad input; the run folder
+(restart before the first checkpoint, torn metrics line, stale temp files, the lock); TrainState, MetricsLog."""
 
 from __future__ import annotations
 
