@@ -23,7 +23,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .._util import jsonable, progress_enabled
+from .._util import jsonable, progress, progress_enabled
 from ..grid import ADJACENCY, adjacency_offsets
 
 __all__ = ["ADJACENCY", "jsonable", "morans_i", "morans_i_test", "connected_regions", "benjamini_hochberg",
@@ -288,7 +288,7 @@ def compute_stats(profiles, weights: Mapping | None = None, *, n_permutations: i
         notes.append("label null not computed: label_permutations = 0")
     layers = {}
     no_gram = []
-    for name in tqdm_layers(list(profiles.layers), show):
+    for name in progress(list(profiles.layers), enabled=show, desc="stats", unit="layer"):
         lp = profiles.layers[name]
         w = None if weights is None else weights.get(name)
         st = layer_stats(lp.maps(), profiles.groups, weight=w, grid=lp.grid, n_permutations=n_permutations,
@@ -325,12 +325,6 @@ def compute_stats(profiles, weights: Mapping | None = None, *, n_permutations: i
             "n_permutations": n_permutations, "label_permutations": int(label_permutations) if perms is not None else 0,
             "alpha": alpha, "adjacency": adjacency, "neighborhood": int(neighborhood), "boundary": boundary,
             "threshold": f"mean + {threshold_sd:g} sd of each on-grid map", "notes": notes, "layers": layers}
-
-
-def tqdm_layers(names, show: bool):
-    from .._util import progress
-
-    return progress(names, enabled=show, desc="stats", unit="layer")
 
 
 def _fmt(v, spec=".3f") -> str:
