@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ._util import progress_enabled
@@ -188,14 +189,15 @@ class SpeechDataset:
             if not text:
                 skipped.append((pos, u.id, "transcript is empty after normalisation"))
                 continue
-            cand.append((pos, u, torch.tensor(encode(text), dtype=torch.long), store.frames(u.id)))
+            cand.append((pos, u, torch.from_numpy(np.array(encode(text), dtype=np.int64)), store.frames(u.id)))
         n_out = None
         if output_lengths is not None and cand:
             n_out = output_lengths(torch.tensor([c[3] for c in cand], dtype=torch.long)).tolist()
         self._lengths: list[int] = []
         for k, (pos, u, tgt, n) in enumerate(cand):
             if n_out is not None:
-                need = len(tgt) + int((tgt[1:] == tgt[:-1]).sum())
+                a = tgt.numpy()
+                need = len(a) + int(np.count_nonzero(a[1:] == a[:-1]))  # CTC needs a blank between repeats
                 if int(n_out[k]) < need:
                     skipped.append((pos, u.id, f"{int(n_out[k])} output frames < {need} needed by CTC"))
                     continue

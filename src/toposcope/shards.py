@@ -74,7 +74,7 @@ def store_dir(cache_root, cfg) -> Path:
 def audio_stamp(path: Path, rel: str) -> str:
     """``"<audio>:<size>:<mtime_ns>"`` of an utterance's audio file (``missing`` when absent)."""
     try:
-        st = Path(path).stat()
+        st = os.stat(path)
         return f"{rel}:{st.st_size}:{st.st_mtime_ns}"
     except FileNotFoundError:
         return f"{rel}:missing"
@@ -374,7 +374,11 @@ def open_store(folder, corpus, utterances, cfg, *, jobs: int = 1, repair: bool =
                   file=sys.stderr)
         entry: dict[str, tuple[int, int]] = {}  # id -> (shard, row), the one whose stamp matches
         by_stamp: dict[str, tuple[int, int]] = {}  # the same audio file (path, size, mtime): the same block
-        stamps = {u.id: audio_stamp(corpus.audio_path(u), u.audio) for u in utts}
+        root, by_file = str(corpus.root), {}  # one stat per audio file
+        for u in utts:
+            if u.audio not in by_file:
+                by_file[u.audio] = audio_stamp(os.path.join(root, u.audio), u.audio)
+        stamps = {u.id: by_file[u.audio] for u in utts}
         for s, idx in enumerate(indices):
             for r, (uid, st) in enumerate(zip(idx["ids"].tolist(), idx["stamps"].tolist())):
                 by_stamp[st] = (s, r)

@@ -16,8 +16,11 @@ _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 
 def normalize_text(text: str) -> str:
     """Lower-case, strip accents, keep a-z and apostrophes, collapse everything else to single spaces."""
-    t = unicodedata.normalize("NFKD", text)
-    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
+    if text.isascii():  # nothing to decompose (the same result, ~10x faster on large manifests)
+        t = text.lower()
+    else:
+        t = unicodedata.normalize("NFKD", text)
+        t = "".join(c for c in t if not unicodedata.combining(c)).lower()
     t = t.replace("\u2019", "'")
     t = re.sub(r"[^a-z']+", " ", t)
     t = re.sub(r"(^|\s)'+|'+(\s|$)", r"\1\2", t)  # quotes, not apostrophes
