@@ -23,7 +23,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .._util import jsonable, progress, progress_enabled
+from .._util import jsonable, progress_enabled
+from .._util import progress as progress_bar
 from ..grid import ADJACENCY, adjacency_offsets
 
 __all__ = ["ADJACENCY", "jsonable", "morans_i", "morans_i_test", "connected_regions", "benjamini_hochberg",
@@ -288,7 +289,7 @@ def compute_stats(profiles, weights: Mapping | None = None, *, n_permutations: i
         notes.append("label null not computed: label_permutations = 0")
     layers = {}
     no_gram = []
-    for name in progress(list(profiles.layers), enabled=show, desc="stats", unit="layer"):
+    for name in progress_bar(list(profiles.layers), enabled=show, desc="stats", unit="layer"):
         lp = profiles.layers[name]
         w = None if weights is None else weights.get(name)
         st = layer_stats(lp.maps(), profiles.groups, weight=w, grid=lp.grid, n_permutations=n_permutations,
