@@ -60,7 +60,7 @@ def validate_segments(segments: Sequence[Segment], duration: float, where: str, 
                 f"{where}: {kind}[{k}] {lab!r} [{s:.3f}, {e:.3f}] s lies outside the audio [0, {duration:.3f}] s")
         if e <= s:
             raise CorpusError(f"{where}: {kind}[{k}] {lab!r} has end {e:.3f} <= start {s:.3f}")
-        if round(e, TIME_DECIMALS) <= round(s, TIME_DECIMALS):  # would be empty once written to a manifest
+        if e - s < 2e-6 and round(e, TIME_DECIMALS) <= round(s, TIME_DECIMALS):  # empty once written (1 µs)
             raise CorpusError(f"{where}: {kind}[{k}] {lab!r} [{s!r}, {e!r}] s is shorter than the manifest's "
                               f"time resolution (1e-{TIME_DECIMALS} s)")
         if s < prev_end - TIME_TOLERANCE:
