@@ -138,7 +138,8 @@ def test_natural_inputs_stay_in_range_property(tiny_model, seed):
     filt = int(torch.randint(0, 64, (1,), generator=g))
     frames = int(torch.randint(14, 60, (1,), generator=g))
     cfg = OptimizeConfig(steps=15, lr=float(10 ** (-2 + 1.5 * torch.rand(1, generator=g))), seed=seed,
-                         decay=float(3 * torch.rand(1, generator=g)), tv=float(torch.rand(1, generator=g)))
+                         decay=float(3 * torch.rand(1, generator=g)), tv=float(torch.rand(1, generator=g)),
+                         saturation=float(torch.rand(1, generator=g)))
     r = optimize_inputs(tiny_model, PerSample([FilterActivation(layer, filt), RegionActivation(layer, sorted({filt, 62, 63}))]),
                         batch=2, frames=frames, config=cfg, data_range=(lo, hi))
     assert bool((r.inputs >= lo[:, None] - 1e-6).all()) and bool((r.inputs <= hi[:, None] + 1e-6).all())

@@ -71,10 +71,12 @@ class OptimizeConfig:
     natural: bool = True
     decay: float = 2.0  # 1/f^2 spectrum: measured smoother than 1/f, still above the data maximum (docs)
     tv: float = 0.2  # total-variation weight (the unconstrained preset sets 0)
+    saturation: float = 0.0  # natural: weight of mean(y^2) before the squash (keeps bins off the range bounds)
 
     def __post_init__(self) -> None:
         if (self.steps < 0 or self.lr <= 0 or self.l2 < 0 or self.blur_every < 0 or self.jitter < 0
-                or self.redirect_steps < 0 or self.init_std < 0 or self.decay < 0 or self.tv < 0):
+                or self.redirect_steps < 0 or self.init_std < 0 or self.decay < 0 or self.tv < 0
+                or self.saturation < 0):
             raise ValueError(f"need steps >= 0, lr > 0 and l2, blur_every, jitter, redirect_steps, init_std, decay, "
                              f"tv >= 0: {self}")
 
@@ -276,6 +278,8 @@ def optimize_inputs(model, objective: Objective, *, batch: int, frames: int,
             loss = -(val / sc if sc is not None else val) + cfg.l2 * l2_penalty(x)
             if cfg.tv:
                 loss = loss + cfg.tv * total_variation(x)
+            if cfg.natural and cfg.saturation:
+                loss = loss + cfg.saturation * param.unbounded().pow(2).flatten(1).mean(1)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
