@@ -88,6 +88,14 @@ def test_window_span_is_the_optimal_input_geometry(tiny_model):
     assert (f0, f1) == (14, 14 + 13 + 2 * 2 - 1) and t0 == pytest.approx(0.135) and t1 == 0.3  # clipped
 
 
+def test_layout_cells_map_back_to_units():
+    from toposcope.analysis.exemplars import units_of_cells
+
+    cell_of_unit = [2, 0, 3, 1]  # unit 0 sits at cell 2, unit 1 at cell 0, ...
+    assert units_of_cells([0, 1, 2, 3], cell_of_unit) == [1, 3, 0, 2]
+    assert units_of_cells([2], cell_of_unit) == [0]
+
+
 def test_phone_histogram_hand_computed():
     ex = [{"start": 0.0, "end": 1.0, "phones": [[0.0, 0.25, "th"], [0.25, 1.2, "iy"]]},
           {"start": 2.0, "end": 3.0, "phones": [[1.9, 2.5, "th"], [2.5, 3.0, "sil"]]}]

@@ -47,7 +47,7 @@ import torch
 from .._util import progress as _bar, write_bytes_atomic, write_json_atomic
 
 __all__ = ["ExemplarConfig", "Target", "targets_for_region", "ExemplarSearch", "ExemplarResult", "Exemplar",
-           "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "exemplars_for_optimal", "MEDIA"]
+           "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "exemplars_for_optimal", "units_of_cells", "MEDIA"]
 
 
 @dataclass(frozen=True)
@@ -468,6 +468,7 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
         run = load_run(run_dir, checkpoint)
         model, fcfg = run.model, run.config.model.features
         regions = load_regions(run_dir, maps=maps)
+        regions = _regions_to_units(run_dir, maps, regions, model)
         avail = [l for l in model.layer_names if l in regions]
         if layers:
             bad = [l for l in layers if l not in regions]
@@ -542,6 +543,36 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
     return summary
 
 
+def units_of_cells(cells: Sequence[int], cell_of_unit) -> list[int]:
+    """Model units sitting at grid ``cells`` under a post-hoc layout (``cell_of_unit[u]`` = cell of unit ``u``)."""
+    c = np.asarray(cell_of_unit, dtype=np.int64)
+    unit_of_cell = np.empty_like(c)
+    unit_of_cell[c] = np.arange(len(c))
+    return [int(unit_of_cell[int(x)]) for x in cells]
+
+
+def _regions_to_units(run_dir: Path, maps: str, regions: dict, model) -> dict:
+    """Regions of a layout's maps folder name grid *cells*; the search reads model *units*: map them back
+    (``cells`` keeps the original). Plain maps folders are returned as they are."""
+    from .._util import read_json
+
+    st = read_json(Path(run_dir) / maps / "stats.json", missing_ok=True) or {}
+    method = (st.get("layout") or {}).get("method") if isinstance(st, dict) else None
+    if not method:
+        return regions
+    from .layouts import load_layouts
+
+    lays = load_layouts(run_dir, method, model=model)
+    out = {}
+    for l, groups in regions.items():
+        if l not in lays:
+            out[l] = groups
+            continue
+        out[l] = {g: {**r, "cells": list(r["filters"]), "layout": method,
+                      "filters": units_of_cells(r["filters"], lays[l].cell_of_unit)} for g, r in groups.items()}
+    return out
+
+
 def region_exemplars(res: ExemplarResult, layer: str, group: str, region: dict, *, grid=None, hop: int,
                      sample_rate: int) -> dict:
     """The JSON of one region (documented in ``docs/optimal-inputs.md``): ``targets`` in the optimal inputs'
@@ -558,15 +589,18 @@ def region_exemplars(res: ExemplarResult, layer: str, group: str, region: dict, 
             d["filters"] = list(t.filters)
         else:
             d["filter"] = t.filters[0]
-            if grid is not None:
-                d["position"] = list(grid.position(t.filters[0]))
+            cells = region.get("cells")
+            if grid is not None:  # under a layout: the unit's cell on the layout's grid
+                d["position"] = list(grid.position(cells[list(region["filters"]).index(t.filters[0])]
+                                                   if cells else t.filters[0]))
         d.update({"data_max_window": res.data_max_window(t.key),
                   "data_max_frame": None if fm is None else {"value": fm[0], "utt": fm[1], "time": fm[2]},
                   "exemplars": [x.to_dict() for x in ex],
                   "phone_histogram": phone_histogram(ex, res.phone_seconds)})
         tlist.append(d)
+    extra = {"cells": list(region["cells"]), "layout": region.get("layout")} if region.get("cells") else {}
     return {"layer": layer, "group": group, "center": list(region.get("center", [])),
-            "filters": [int(i) for i in region["filters"]], "region_value": region.get("value"),
+            "filters": [int(i) for i in region["filters"]], **extra, "region_value": region.get("value"),
             "objective": ("window mean of the post-ReLU activation (single filter) or of the region's mean "
                           "activation (joint) over valid layer frames, as for the optimal inputs"),
             "window": {"layer_frames": n, "input_frames": F, "seconds": F * hop / sample_rate},
