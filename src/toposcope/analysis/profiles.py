@@ -673,19 +673,11 @@ class ProfileAccumulator:
 def iter_batches(corpus, utterances: Sequence, features, batch_size: int = 8
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
     """Length-sorted padded batches ``(feats (B, n_mels, T), lengths (B,), utterances)``, features
-    computed per utterance on the fly (so memory does not grow with the corpus)."""
-    from ..audio import read_audio
-    from ..features import log_mel
+    computed per batch on the fly (so memory does not grow with the corpus): the project's one analysis
+    feature loader, :func:`toposcope.data.iter_feature_batches`."""
+    from ..data import iter_feature_batches
 
-    order = sorted(utterances, key=lambda u: (u.duration, u.id))
-    for i in range(0, len(order), batch_size):
-        chunk = order[i:i + batch_size]
-        fs = [log_mel(read_audio(corpus.audio_path(u), sample_rate=features.sample_rate), features) for u in chunk]
-        T = max(f.shape[1] for f in fs)
-        x = torch.zeros(len(fs), features.n_mels, T)
-        for b, f in enumerate(fs):
-            x[b, :, :f.shape[1]] = f
-        yield x, torch.tensor([f.shape[1] for f in fs], dtype=torch.long), chunk
+    yield from iter_feature_batches(corpus, utterances, features, batch_size)
 
 
 def compute_profiles(model, corpus, utterances: Iterable | None = None, *, features=None,
