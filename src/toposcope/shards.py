@@ -15,8 +15,8 @@ Layout of a store (one folder per feature config)::
   ignored). Utterances sharing one audio file (same path, size and mtime) share one block, also when
   one of them is added to the manifest later.
 * A shard is written in one piece (``.npy`` first, then its index, each atomically): a shard without
-  an index is an interrupted extraction and is deleted; the shards written before the interruption are
-  kept, so extraction resumes where it stopped.
+  an index is an interrupted (or still running) extraction and is ignored (``repair`` deletes it); the
+  shards written before an interruption are kept, so extraction resumes where it stopped.
 * Opening checks every shard's file size and ``.npy`` header against its index (cheap: no data is
   read); each read checks the block's CRC-32. A truncated or corrupt shard is a :class:`ShardError`
   naming the file; ``repair=True`` (``toposcope features --repair``) deletes it and extracts its
@@ -37,7 +37,6 @@ import uuid
 import zlib
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -306,12 +305,11 @@ def _read_indices(folder: Path, n_mels: int, repair: bool) -> tuple[list[Path], 
     """Load every shard index; check each shard's size and header. Returns (paths, indices, data
     offsets, deleted) — bad shards raise :class:`ShardError` or, with ``repair``, are deleted."""
     paths, indices, data_offsets, deleted = [], [], [], []
-    remove_stale_temp(folder)
-    for npy in sorted(folder.glob("shard-*.npy")):
-        idx_path = npy.with_name(npy.stem + ".index.npz")
-        if not idx_path.exists():  # an interrupted extraction: its data never got an index
-            npy.unlink(missing_ok=True)
-            continue
+    if repair:  # only on request: another process may be writing a shard right now
+        remove_stale_temp(folder)
+        for npy in sorted(folder.glob("shard-*.npy")):
+            if not npy.with_name(npy.stem + ".index.npz").exists():  # interrupted: data without an index
+                npy.unlink(missing_ok=True)
     for idx_path in sorted(folder.glob("shard-*.index.npz")):
         npy = idx_path.with_name(idx_path.name[:-len(".index.npz")] + ".npy")
         problem = None
