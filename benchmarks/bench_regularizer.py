@@ -1,4 +1,4 @@
-"""Cost of the topographic regularizer relative to one training step, at the paper size (SPEC §3, §4).
+"""Cost of the topographic regularizer relative to one training step, at the paper size (docs/method.md § Features and model, §4).
 
     .venv/bin/python benchmarks/bench_regularizer.py [--reps 7] [--threads N] [--no-compile] [--no-naive] [--write]
 
@@ -42,7 +42,7 @@ from toposcope.topography import TopographicRegularizer  # noqa: E402
 
 
 def naive_loss(model, lam: float, n: int = 3) -> torch.Tensor:
-    """Shifted-slice reference of SPEC §4 (clip border): one weight-sized temporary per offset."""
+    """Shifted-slice reference of docs/method.md § Regularizer (clip border): one weight-sized temporary per offset."""
     total = 0.0
     h = n // 2
     for name in model.layer_names:

@@ -29,7 +29,7 @@ from toposcope.synth import synthesize  # noqa: E402
 from toposcope.synth.voices import cpu_count  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks" / "synth.md"
-HEADER = """# Benchmark: `toposcope synth` (embedded default corpus, SPEC §2.3)
+HEADER = """# Benchmark: `toposcope synth` (embedded default corpus, docs/method.md § Data and phones)
 
 Target: >= 1 hour of audio in <= 90 s wall time on a 2-core machine.
 Command: `.venv/bin/python benchmarks/bench_synth.py --hours 1 --write-doc`.

@@ -1,4 +1,4 @@
-"""Audio I/O (SPEC §2.1, §9): 16 kHz mono float32, clear errors naming the file."""
+"""Audio I/O (docs/method.md § Data and phones, §9): 16 kHz mono float32, clear errors naming the file."""
 
 from __future__ import annotations
 

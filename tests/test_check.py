@@ -1,4 +1,4 @@
-"""``toposcope check`` (SPEC §2.1, §9): summary of a good corpus, every problem of a bad one."""
+"""``toposcope check`` (docs/method.md § Data and phones, §9): summary of a good corpus, every problem of a bad one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Native corpus format (SPEC §2.1): manifest parsing/validation, round trip, splits, summary."""
+"""Native corpus format (docs/method.md § Data and phones): manifest parsing/validation, round trip, splits, summary."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Log-mel features (SPEC §3) against an independent numpy computation."""
+"""Log-mel features (docs/method.md § Features and model) against an independent numpy computation."""
 
 from __future__ import annotations
 

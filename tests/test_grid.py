@@ -1,4 +1,4 @@
-"""Filter grids (SPEC §3): most square factorisation, row-major positions."""
+"""Filter grids (docs/method.md § Features and model): most square factorisation, row-major positions."""
 
 from __future__ import annotations
 

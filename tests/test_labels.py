@@ -1,4 +1,4 @@
-"""Frame -> phone labelling of any layer (SPEC §5 "frame -> group")."""
+"""Frame -> phone labelling of any layer (docs/method.md § Profiles "frame -> group")."""
 
 from __future__ import annotations
 

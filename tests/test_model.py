@@ -1,4 +1,4 @@
-"""The Wav2Letter model: named activation sites, shapes, output lengths, configs (SPEC §3)."""
+"""The Wav2Letter model: named activation sites, shapes, output lengths, configs (docs/method.md § Features and model)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for the embedded default corpus (SPEC §2.1-2.3, issue 2): ``toposcope.synth``."""
+"""Tests for the embedded default corpus (docs/method.md § Data and phones-2.3, issue 2): ``toposcope.synth``."""
 
 from __future__ import annotations
 

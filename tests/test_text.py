@@ -1,4 +1,4 @@
-"""Grapheme alphabet and transcript normalisation (SPEC §3)."""
+"""Grapheme alphabet and transcript normalisation (docs/method.md § Features and model)."""
 
 from __future__ import annotations
 

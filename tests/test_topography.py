@@ -1,4 +1,4 @@
-"""The topographic regularizer (SPEC §4, seed §2.1): hand-computed values, gradients, the object, the null."""
+"""The topographic regularizer (docs/method.md § Regularizer, seed §2.1): hand-computed values, gradients, the object, the null."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def dense_reference(weight: torch.Tensor, grid, n=3, boundary="clip") -> torch.T
     return (neighbor_weights(grid, n, boundary).to(f.dtype) * (u @ u.t())).sum(1)
 
 
-# -- the weights of SPEC §4 ------------------------------------------------------------------
+# -- the weights of docs/method.md § Regularizer ------------------------------------------------------------------
 
 
 def test_public_names_come_from_topography():

@@ -1,4 +1,4 @@
-"""Neighbourhood tables of the topographic regularizer (SPEC §4, seed §2.1) and the fast kernel.
+"""Neighbourhood tables of the topographic regularizer (docs/method.md § Regularizer, seed §2.1) and the fast kernel.
 
 Private module: :mod:`toposcope.topography` is the public face. The neighbour pairs and weights
 themselves come from :func:`toposcope.grid.neighbour_table` (one definition of the neighbourhoods).
@@ -158,7 +158,7 @@ def _pair_dots(flat: torch.Tensor, st: Stencil) -> torch.Tensor:
 # ``torch.compile`` sees them as single opaque nodes (no graph breaks, no tracing of the table
 # building), so the glue around them compiles.
 #
-# Math (SPEC §4). With ``n_p = max(||f_p||, eps)``, ``c_pq = f_p.f_q / (n_p n_q)``, upstream
+# Math (docs/method.md § Regularizer). With ``n_p = max(||f_p||, eps)``, ``c_pq = f_p.f_q / (n_p n_q)``, upstream
 # ``g = dL/dS``, ``M_pq = g_p w_pq`` and ``K = M + M^T``:
 #
 #     dL/df_r = sum_q K_rq f_q / (n_r n_q)  -  (sum_q K_rq c_rq) f_r / n_r^2

@@ -1,4 +1,4 @@
-"""Audio I/O: 16 kHz mono float32, with clear errors naming the file (SPEC §2.1, §9)."""
+"""Audio I/O: 16 kHz mono float32, with clear errors naming the file (docs/method.md § Data and phones, §9)."""
 
 from __future__ import annotations
 

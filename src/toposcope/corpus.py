@@ -1,4 +1,4 @@
-"""The native corpus format: ``<dir>/manifest.jsonl`` + ``<dir>/audio/...`` (SPEC §2.1).
+"""The native corpus format: ``<dir>/manifest.jsonl`` + ``<dir>/audio/...`` (docs/method.md § Data and phones).
 
 Every problem is reported as a :class:`CorpusError` that names the file (and the utterance) and
 says what is wrong; nothing is silently relabelled.

@@ -1,4 +1,4 @@
-"""Filter grids: where each conv filter sits on the 2D topographic map (SPEC §3).
+"""Filter grids: where each conv filter sits on the 2D topographic map (docs/method.md § Features and model).
 
 Filter ``i`` of a layer with ``C = rows * cols`` filters sits at ``(i // cols, i % cols)``
 (row-major). The default grid is the most square factorisation with ``rows >= cols``

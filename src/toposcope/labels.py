@@ -1,4 +1,4 @@
-"""Phone label of every frame of any layer (SPEC §5: "frame -> group").
+"""Phone label of every frame of any layer (docs/method.md § Profiles: "frame -> group").
 
 Conv layer ``l`` with kernel ``k``, stride ``s`` and left padding ``p`` maps its output frame ``t``
 to input positions ``[t*s - p, t*s - p + k - 1]``, whose centre is ``t*s - p + (k-1)/2``. Composing

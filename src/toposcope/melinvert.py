@@ -1,4 +1,4 @@
-"""Mel spectrogram -> audio: filterbank inversion to linear power, then Griffin-Lim (SPEC §7).
+"""Mel spectrogram -> audio: filterbank inversion to linear power, then Griffin-Lim (docs/method.md § Optimal inputs).
 
 Used to listen to optimal inputs. The chain mirrors :func:`toposcope.features.log_mel` backwards::
 

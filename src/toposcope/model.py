@@ -1,4 +1,4 @@
-"""The Wav2Letter-style topographic speech recognizer (SPEC §3), readable top to bottom.
+"""The Wav2Letter-style topographic speech recognizer (docs/method.md § Features and model), readable top to bottom.
 
     features (batch, n_mels, frames)
       -> conv1 .. convN   Conv1d (+ BatchNorm when ``norm = "batch"``) + ReLU (not in-place),

@@ -1,4 +1,4 @@
-"""The canonical phone inventory and the mappings importers use onto it (SPEC §2.2)."""
+"""The canonical phone inventory and the mappings importers use onto it (docs/method.md § Data and phones)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The grapheme alphabet of the CTC output and transcript normalisation (SPEC §3)."""
+"""The grapheme alphabet of the CTC output and transcript normalisation (docs/method.md § Features and model)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The topographic regularizer: filters on a 2D grid, neighbours pulled together (SPEC §4, seed §2.1).
+"""The topographic regularizer: filters on a 2D grid, neighbours pulled together (docs/method.md § Regularizer, seed §2.1).
 
 For a layer with weight ``W`` of ``C`` filters, ``f_i = W[i].flatten()`` sits at grid position
 ``(i // cols, i % cols)``. For every position ``p`` and every other cell ``q`` of its ``n x n``
@@ -15,9 +15,9 @@ For ``n = 3`` in the interior the weights are 0.1464 (4 edge neighbours) and 0.1
 3x3 neighborhood" while its goal is that "neighboring filters are similar". Minimising the
 similarity would push neighbours apart, so we read it as minimising the cosine *distance*
 ``1 - cos``: the loss is ``L = sum_p (1 - S_p)``, whose minimum 0 is reached when every filter points
-in the same direction as its neighbours (SPEC §4). Its gradient is exactly that of ``-sum_p S_p``.
+in the same direction as its neighbours (docs/method.md § Regularizer). Its gradient is exactly that of ``-sum_p S_p``.
 
-Training objective (SPEC §4): ``CTC + λ · Σ_layers L_layer``; :class:`TopographicRegularizer` gives the
+Training objective (docs/method.md § Regularizer): ``CTC + λ · Σ_layers L_layer``; :class:`TopographicRegularizer` gives the
 second term for any model. Beyond the seed (its future work): the same construction on activations
 (``on="activations"``), where filter ``i``'s vector is its activation time series over a batch.
 
@@ -63,7 +63,7 @@ def _prepare(weight, grid, neighborhood, boundary, what="weight"):
 
 
 def neighbor_weights(grid: GridLike, neighborhood: int = 3, boundary: str = "clip") -> torch.Tensor:
-    """The dense ``(C, C)`` float64 matrix of ``w_pq`` (SPEC §4; rows sum to 1, zero diagonal).
+    """The dense ``(C, C)`` float64 matrix of ``w_pq`` (docs/method.md § Regularizer; rows sum to 1, zero diagonal).
 
     For inspection and tests; the regularizer itself uses the sparse table.
     """
@@ -78,7 +78,7 @@ def neighbor_weights(grid: GridLike, neighborhood: int = 3, boundary: str = "cli
 
 def neighborhood_similarity(weight: torch.Tensor, grid: GridLike, neighborhood: int = 3,
                             boundary: str = "clip") -> torch.Tensor:
-    """``S_p`` of SPEC §4 for every filter: ``weight`` ``(C, ...)`` -> ``(C,)`` (differentiable).
+    """``S_p`` of docs/method.md § Regularizer for every filter: ``weight`` ``(C, ...)`` -> ``(C,)`` (differentiable).
 
     ``weight``: any layer weight with the filters along dim 0 (Conv1d ``(C, C_in, k)``, Conv2d
     ``(C, C_in, kh, kw)``, Linear ``(C, in)``), float32 or float64 on any device (other float dtypes
@@ -95,7 +95,7 @@ def topographic_loss(weight: torch.Tensor, grid: GridLike, neighborhood: int = 3
     """``L = Σ_p (1 − S_p)`` (``"sum"``, the seed's) or ``mean_p (1 − S_p)`` (``"mean"``): a 0-d tensor.
 
     The seed's "minimize cosine similarity" is read as minimising cosine *distance* (module doc,
-    SPEC §4): ``L = 0`` when all neighbours point the same way, ``L`` grows as they disagree.
+    docs/method.md § Regularizer): ``L = 0`` when all neighbours point the same way, ``L`` grows as they disagree.
     """
     _check_reduction(reduction)
     S = neighborhood_similarity(weight, grid, neighborhood, boundary)
@@ -109,7 +109,7 @@ def topographic_loss(weight: torch.Tensor, grid: GridLike, neighborhood: int = 3
 
 def permutation_null(weight: torch.Tensor, grid: GridLike, n_permutations: int = 100, seed: int = 0,
                      neighborhood: int = 3, boundary: str = "clip") -> dict:
-    """``S̄`` of ``weight`` against the same filters at shuffled grid positions (SPEC §6).
+    """``S̄`` of ``weight`` against the same filters at shuffled grid positions (docs/method.md § Maps and regions).
 
     Returns ``dict(observed, mean, sd, z, p, n_permutations)`` (floats): ``observed`` = S̄ at the real
     positions, ``mean``/``sd`` (ddof 1) of S̄ over ``n_permutations`` uniformly random position
@@ -154,12 +154,12 @@ def _layer_weight(obj, name: str) -> torch.Tensor:
 
 
 class TopographicRegularizer:
-    """``λ · Σ_layers L_layer`` for a model's gridded layers, plus their ``S̄`` (SPEC §4).
+    """``λ · Σ_layers L_layer`` for a model's gridded layers, plus their ``S̄`` (docs/method.md § Regularizer).
 
     ``model_or_layers`` is one of
       * a Wav2Letter-like model (has ``layer_names``, ``grids[name]`` and ``weight(name)``): all its
         gridded layers, or those named in ``layers``;
-      * a mapping ``name -> (param_or_module, grid)`` (grid ``None`` = the default grid of SPEC §3)
+      * a mapping ``name -> (param_or_module, grid)`` (grid ``None`` = the default grid of docs/method.md § Features and model)
         or ``name -> param_or_module`` — works for any PyTorch model (Conv1d/2d, Linear, ...);
       * any ``nn.Module`` together with ``layers`` = names of submodules (``model.named_modules()``)
         that have a ``.weight``; each gets the default grid.

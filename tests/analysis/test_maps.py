@@ -1,4 +1,4 @@
-"""Maps and regions (SPEC §6): smoothing and region-finding against hand-computed arrays."""
+"""Maps and regions (docs/method.md § Maps and regions): smoothing and region-finding against hand-computed arrays."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Profiles (SPEC §5): a planted model/corpus where the right answer is known by construction."""
+"""Profiles (docs/method.md § Profiles): a planted model/corpus where the right answer is known by construction."""
 
 from __future__ import annotations
 

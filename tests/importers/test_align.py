@@ -1,4 +1,4 @@
-"""Forced alignment with pocketsphinx (SPEC §2.4) on real synthesized speech (flite / espeak-ng)."""
+"""Forced alignment with pocketsphinx (docs/method.md § Data and phones) on real synthesized speech (flite / espeak-ng)."""
 
 from __future__ import annotations
 

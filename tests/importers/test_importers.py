@@ -1,4 +1,4 @@
-"""Importers (SPEC §2.2, §2.4, §9) on small fixture trees written here: TIMIT (LDC + NLTK flat,
+"""Importers (docs/method.md § Data and phones, §2.4, §9) on small fixture trees written here: TIMIT (LDC + NLTK flat,
 SPHERE written byte by byte), TextGrid (praatio), Festival .lab; bad input and --skip-bad."""
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Filter close-ups (seed §2.1, Fig. 1A; SPEC §8) and per-filter neighbour similarity maps.
+"""Filter close-ups (seed §2.1, Fig. 1A; docs/method.md § Figures) and per-filter neighbour similarity maps.
 
 * :func:`neighborhood_block` -- the ``n x n`` block of filter indices around a grid position
   (shifted inwards at the border so the block is always complete, unlike the clipped neighbourhoods
   of the regularizer: a close-up shows ``n x n`` filters).
 * :func:`filter_block` -- those filters' weights ``(n, n, C_in, k)``: for the first layer each filter
   is an image of mel x kernel time.
-* :func:`similarity_map` -- ``S_p`` (SPEC §4, :func:`toposcope.topography.neighborhood_similarity`)
+* :func:`similarity_map` -- ``S_p`` (docs/method.md § Regularizer, :func:`toposcope.topography.neighborhood_similarity`)
   of every filter on its grid, ``(rows, cols)``.
 * :func:`choose_neighborhoods` -- which blocks to show. The seed shows "two exemplary
   neighborhoods" without saying how they were picked; ours: ``mode="top"`` (default) takes the
@@ -56,7 +56,7 @@ def filter_block(weight, indices) -> np.ndarray:
 
 
 def similarity_map(weight, grid: GridLike, neighborhood: int = 3, boundary: str = "clip") -> np.ndarray:
-    """``S_p`` of every filter as a ``(rows, cols)`` array (SPEC §4)."""
+    """``S_p`` of every filter as a ``(rows, cols)`` array (docs/method.md § Regularizer)."""
     from ..topography import neighborhood_similarity
 
     g = as_grid(grid)
@@ -181,7 +181,7 @@ def write_filters(run_dir, *, layer: str | None = None, n: int = 3, count: int =
                             boxes=[h["box"] for h in hoods] if l == layer else ())
     for ax in list(axes.flat)[L:]:
         ax.axis("off")
-    fig.suptitle("Each filter's weighted cosine similarity to its grid neighbours ($S_p$, SPEC §4)", fontsize=10)
+    fig.suptitle("Each filter's weighted cosine similarity to its grid neighbours ($S_p$, docs/method.md § Regularizer)", fontsize=10)
     fig.savefig(out / "similarity.png", dpi=dpi)
     plt.close(fig)
 

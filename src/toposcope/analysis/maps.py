@@ -1,4 +1,4 @@
-"""Topographic maps of profiles: on grid, smoothed, most responsive region (SPEC §6, seed §3).
+"""Topographic maps of profiles: on grid, smoothed, most responsive region (docs/method.md § Maps and regions, seed §3).
 
 * on grid: ``values (C,)`` -> ``(rows, cols)`` with filter ``i`` at ``(i // cols, i % cols)``;
 * smoothed (:func:`smooth_map`): non-strided ``3 x 3`` average pooling, same size; a border window

@@ -1,8 +1,8 @@
-"""Are phoneme-responsive filters grouped in regions? Topography statistics (SPEC §6; beyond the seed).
+"""Are phoneme-responsive filters grouped in regions? Topography statistics (docs/method.md § Statistics; beyond the seed).
 
 Per layer:
 
-* ``S̄`` (mean neighbourhood cosine similarity of the filters, SPEC §4) against a permutation null
+* ``S̄`` (mean neighbourhood cosine similarity of the filters, docs/method.md § Regularizer) against a permutation null
   (same filters, shuffled grid positions) from :func:`toposcope.topography.permutation_null`.
 * per group map (on-grid GradNAP values): **Moran's I** with binary **queen** adjacency (the 8
   neighbours: the same 3x3 neighbourhood the regularizer and the smoothing use; ``rook`` = 4 is an

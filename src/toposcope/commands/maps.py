@@ -1,4 +1,4 @@
-"""``toposcope maps``: topographic maps, most responsive regions and topography statistics (SPEC §6)."""
+"""``toposcope maps``: topographic maps, most responsive regions and topography statistics (docs/method.md § Maps and regions)."""
 
 from __future__ import annotations
 

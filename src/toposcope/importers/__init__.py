@@ -1,4 +1,4 @@
-"""Importers for real corpora into the native corpus format (SPEC §2.1, §2.4).
+"""Importers for real corpora into the native corpus format (docs/method.md § Data and phones, §2.4).
 
 ``import_timit`` (LDC and NLTK-sample TIMIT, NIST SPHERE audio), ``import_textgrid`` (Praat
 TextGrids, e.g. MFA output), ``import_lab`` (Festival/ESPS ``.lab``); shared machinery in

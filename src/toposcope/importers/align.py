@@ -1,4 +1,4 @@
-"""Offline forced alignment of own audio + transcripts with pocketsphinx (SPEC §2.4):
+"""Offline forced alignment of own audio + transcripts with pocketsphinx (docs/method.md § Data and phones):
 ``toposcope align --audio DIR --transcripts FILE --out OUT``.
 
 Transcripts FILE: ``id<TAB>text`` lines (optional third column: speaker), or JSONL objects with

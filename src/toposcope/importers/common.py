@@ -1,5 +1,5 @@
 """Code shared by every importer (and by ``toposcope align``): reading any audio, mapping labels,
-assigning splits, writing ``OUT/audio`` + ``OUT/manifest.jsonl``, skip-and-report (SPEC §2.1, §2.4, §9),
+assigning splits, writing ``OUT/audio`` + ``OUT/manifest.jsonl``, skip-and-report (docs/method.md § Data and phones, §2.4, §9),
 and the corpus check behind ``toposcope check``.
 
 An importer turns its source files into :class:`Candidate` objects: an id, the source file(s) to
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 SKIPPED = "skipped.jsonl"
-#: Labels meaning "no speech" in aligner output (SPEC issue 2): empty, MFA's sp/spn, sil, <eps>.
+#: Labels meaning "no speech" in aligner output (docs/method.md § Data and phones): empty, MFA's sp/spn, sil, <eps>.
 SILENCE_LABELS = frozenset({"", "sp", "spn", "sil", "<eps>", "<sil>", "pau", "h#", "#"})
 
 
@@ -89,7 +89,7 @@ def find_sibling(path: Path, suffixes: Sequence[str]) -> Path | None:
 # ---------------------------------------------------------------------------------------- labels
 def read_label_map(path) -> dict[str, str]:
     """A label map ``source -> canonical`` from a JSON object or a TSV (``source<TAB>canonical``,
-    ``#`` comments). Every target must be a canonical phone (SPEC §2.2) or empty/``drop``
+    ``#`` comments). Every target must be a canonical phone (docs/method.md § Data and phones) or empty/``drop``
     (meaning: merge into the neighbour, like TIMIT ``q``)."""
     path = Path(path)
     if not path.exists():
@@ -143,7 +143,7 @@ def _map_one(label: str, mapping: dict | None, where: str, silence: frozenset[st
 
 def fold_segments(segments: Sequence[tuple[float, float, str]], mapping: dict | None, where: str,
                   *, silence: frozenset[str] = SILENCE_LABELS) -> tuple[list, list]:
-    """Map source segments onto canonical labels (SPEC §2.2).
+    """Map source segments onto canonical labels (docs/method.md § Data and phones).
 
     Returns ``(phones, source_phones)``. A label the mapping sends to ``None`` (TIMIT ``q``) is
     merged into its neighbour: the following segment when it starts where this one ends, else the
@@ -343,7 +343,7 @@ class CheckResult:
 
 def check_corpus(root, *, read_samples: bool = True, duration_tolerance: float = 0.01,
                  progress: bool = True) -> CheckResult:
-    """Validate a corpus directory (SPEC §2.1): every manifest line (the parser of ``Corpus.load``,
+    """Validate a corpus directory (docs/method.md § Data and phones): every manifest line (the parser of ``Corpus.load``,
     :func:`toposcope.validation.iter_manifest`), then every audio file (exists, readable, a header
     that can be true, 16 kHz mono, not truncated, duration within ``duration_tolerance`` s of the
     manifest). All problems are collected, not just the first."""

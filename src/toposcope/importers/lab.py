@@ -1,10 +1,10 @@
-"""Festival/ESPS ``.lab`` importer (SPEC §2.4): ``toposcope import lab DIR --out OUT``.
+"""Festival/ESPS ``.lab`` importer (docs/method.md § Data and phones): ``toposcope import lab DIR --out OUT``.
 
 An ESPS label file has a header (``signal``, ``nfields``, ...) up to a line holding ``#``, then one
 ``end_time color label`` line per segment; each segment starts where the previous one ended (the
 first at 0). Files without a ``#`` header whose lines all read ``start end label`` with integer
 times are taken as HTK labels (100 ns units). Each ``X.lab`` needs ``X.wav`` (any rate: resampled to 16 kHz) and a transcript
-``X.txt``. Labels: Festival's radio phone set (``pau`` -> ``sil``, ``ax`` -> ``ah``, SPEC §2.2),
+``X.txt``. Labels: Festival's radio phone set (``pau`` -> ``sil``, ``ax`` -> ``ah``, docs/method.md § Data and phones),
 ARPAbet, or whatever ``--map FILE`` maps. Speaker: the directory holding the files (``--speaker``
 overrides).
 """

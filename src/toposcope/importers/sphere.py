@@ -1,4 +1,4 @@
-"""A small NIST SPHERE reader (TIMIT's ``.WAV`` files), SPEC §2.4.
+"""A small NIST SPHERE reader (TIMIT's ``.WAV`` files), docs/method.md § Data and phones.
 
 A SPHERE file starts with a text header: ``NIST_1A\\n``, the header size in bytes (usually
 ``   1024\\n``), then ``name -type value`` lines (``-i`` integer, ``-r`` real, ``-sN`` string of N

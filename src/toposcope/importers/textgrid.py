@@ -1,4 +1,4 @@
-"""Praat TextGrid importer (SPEC §2.4): ``toposcope import textgrid DIR --out OUT [--tier NAME] [--map FILE]``.
+"""Praat TextGrid importer (docs/method.md § Data and phones): ``toposcope import textgrid DIR --out OUT [--tier NAME] [--map FILE]``.
 
 Pairs ``X.wav`` (any rate: resampled to 16 kHz) with ``X.TextGrid`` (e.g. Montreal Forced Aligner
 output) anywhere below DIR. The phone tier is ``--tier NAME`` or the first tier named

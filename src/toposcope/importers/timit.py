@@ -1,4 +1,4 @@
-"""TIMIT importer (SPEC §2.2, §2.4): ``toposcope import timit DIR --out OUT``.
+"""TIMIT importer (docs/method.md § Data and phones, §2.4): ``toposcope import timit DIR --out OUT``.
 
 Two layouts are recognised, per file:
 

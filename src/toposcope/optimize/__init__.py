@@ -1,4 +1,4 @@
-"""Optimal inputs for filters and regions of the topographic map (SPEC §7, seed §3; Yosinski et al. 2015).
+"""Optimal inputs for filters and regions of the topographic map (docs/method.md § Optimal inputs, seed §3; Yosinski et al. 2015).
 
 * :mod:`.objectives` -- what to maximise (a filter's / a region's mean activation, sums, weights)
 * :mod:`.param` -- input geometry (receptive fields, valid frames) and the input parameterisations (natural:

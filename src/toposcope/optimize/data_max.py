@@ -1,4 +1,4 @@
-"""The largest activation seen on real data, for the sanity check of SPEC §7.
+"""The largest activation seen on real data, for the sanity check of docs/method.md § Optimal inputs.
 
 For a target objective (:mod:`.objectives`) and a window of ``n`` output frames (the number of
 valid frames the optimal input is scored on, :func:`.param.input_geometry`), the data maximum is

@@ -1,4 +1,4 @@
-"""Objectives for optimal inputs: small composable pieces (SPEC §7, seed §3).
+"""Objectives for optimal inputs: small composable pieces (docs/method.md § Optimal inputs, seed §3).
 
 An objective maps recorded activations ``acts[layer]`` of shape ``(B, C, T_l)`` (post-ReLU, from
 :func:`toposcope.hooks.record`) to one value per batch element ``(B,)``. Every objective here is
@@ -9,7 +9,7 @@ series, slid over real utterances, gives the data-side maximum (:mod:`.data_max`
 
 * :class:`FilterActivation` -- one filter's mean activation (``acts[:, i].mean(t)``).
 * :class:`RegionActivation` -- joint activation of several filters (mean over the filters, then
-  over time), e.g. the 3x3 region of SPEC §6.
+  over time), e.g. the 3x3 region of docs/method.md § Maps and regions.
 * ``a + b``, ``w * a``, ``a - b``, :class:`Sum` -- linear combinations.
 * :class:`PerSample` -- a different objective for each batch element (the region's 9
   single-filter targets + the joint one optimised as one batch of 10).

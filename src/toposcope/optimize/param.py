@@ -1,4 +1,4 @@
-"""Input geometry and parameterisation of optimal inputs (SPEC §7).
+"""Input geometry and parameterisation of optimal inputs (docs/method.md § Optimal inputs).
 
 **Geometry.** Output frame ``t`` of a layer sees input frames
 ``[t * J - P, t * J - P + R - 1]`` with ``J`` the product of the strides up to the layer, ``R`` the

@@ -1,4 +1,4 @@
-"""The optimisation loop for optimal inputs (SPEC §7; Yosinski et al. 2015). Returns tensors, shows nothing.
+"""The optimisation loop for optimal inputs (docs/method.md § Optimal inputs; Yosinski et al. 2015). Returns tensors, shows nothing.
 
 Natural optimal inputs (``natural=True``, the default; ``docs/optimal-inputs.md``): Adam on the
 parameter of :class:`~.param.SpectralMelInput` (1/f Fourier coefficients), model frozen, eval mode::

@@ -1,4 +1,4 @@
-"""``toposcope optimize`` orchestration for a run directory (SPEC §7, seed §3 / Fig. 1B bottom).
+"""``toposcope optimize`` orchestration for a run directory (docs/method.md § Optimal inputs, seed §3 / Fig. 1B bottom).
 
 For each chosen group (phone) and layer, the most responsive region from ``RUN/maps/regions.json``
 gets ``len(region) + 1`` optimal inputs, optimised together as one batch: one per region filter

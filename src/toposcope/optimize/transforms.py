@@ -1,4 +1,4 @@
-"""Regularising transforms for optimal inputs (SPEC §7; Yosinski et al. 2015, §3).
+"""Regularising transforms for optimal inputs (docs/method.md § Optimal inputs; Yosinski et al. 2015, §3).
 
 All act on ``(B, n_mels, T)`` normalised log-mel inputs.
 

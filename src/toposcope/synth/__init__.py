@@ -1,4 +1,4 @@
-"""The embedded default corpus: speech synthesized locally with exact phone timings (SPEC §2.3).
+"""The embedded default corpus: speech synthesized locally with exact phone timings (docs/method.md § Data and phones).
 
 Voices (11): Festival kal_diphone, ked_diphone, cmu_us_slt_arctic_hts (one process per batch,
 :mod:`.festival`), Flite awb, rms, slt, kal16 (one process per utterance, :mod:`.flite`),
@@ -6,8 +6,8 @@ espeak-ng accents/variants en-us+m3, en+f3, en-gb-scotland+m1, en-029+f2 (phonem
 the C library, mapped to ARPAbet, :mod:`.espeak`).
 
 ``synthesize(out, utterances=N | hours=H, seed=S)`` writes a corpus directory in the native
-format (SPEC §2.1: ``manifest.jsonl`` + ``audio/*.wav``, 16 kHz mono) with canonical labels
-(SPEC §2.2: Festival/Flite ``ax`` -> ``ah``, ``pau`` -> ``sil``; originals in
+format (docs/method.md § Data and phones: ``manifest.jsonl`` + ``audio/*.wav``, 16 kHz mono) with canonical labels
+(docs/method.md § Data and phones: Festival/Flite ``ax`` -> ``ah``, ``pau`` -> ``sil``; originals in
 ``source_phones``) and returns ``Corpus.load(out)``.
 
 Plan (deterministic for a seed, and prefix-stable: utterance ``i`` depends only on ``seed`` and

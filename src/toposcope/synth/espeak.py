@@ -1,4 +1,4 @@
-"""espeak-ng back end: phone timings from the library's phoneme events (SPEC §2.3).
+"""espeak-ng back end: phone timings from the library's phoneme events (docs/method.md § Data and phones).
 
 The espeak-ng C library (``libespeak-ng.so.1``, Debian package ``espeak-ng`` /
 ``libespeak-ng1``) is driven through ``ctypes`` in a worker process (one per batch: the
@@ -12,7 +12,7 @@ Rate: ``espeakRATE = 175 wpm x rate``. Pitch: speed perturbation of the waveform
 :mod:`.voices`), because espeak's pitch parameter (0-100) is not a factor on F0.
 
 :data:`ESPEAK_TO_ARPABET` maps the English phoneme mnemonics of espeak-ng 1.51 (``en``,
-``en-us``, ``en-gb-*``, ``en-029`` voices) to the canonical inventory (SPEC §2.2). Documented
+``en-us``, ``en-gb-*``, ``en-029`` voices) to the canonical inventory (docs/method.md § Data and phones). Documented
 choices: reduced vowels ``@ @- @2 @5 a# V`` -> ``ah``; r-coloured ``3 3: VR IR`` -> ``er``;
 the US flap ``t#`` -> ``d`` (as TIMIT ``dx``); syllabic ``@L`` -> ``l`` and ``n-`` -> ``n``
 (as TIMIT ``el``, ``en``); centring diphthongs keep their first part (``i@`` -> ``iy``,

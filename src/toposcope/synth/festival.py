@@ -1,4 +1,4 @@
-"""Festival back end: one ``festival`` process synthesizes a whole batch (SPEC §2.3).
+"""Festival back end: one ``festival`` process synthesizes a whole batch (docs/method.md § Data and phones).
 
 A generated Scheme script runs ``utt.synth`` (not ``SayText``) per utterance and saves the wave
 (``utt.save.wave``), the segment end times (``utt.save.segs``) and the word spans (first

@@ -1,4 +1,4 @@
-"""Flite back end: one ``flite`` process per utterance (cheap: ~20 ms) (SPEC §2.3).
+"""Flite back end: one ``flite`` process per utterance (cheap: ~20 ms) (docs/method.md § Data and phones).
 
 ``flite -psdur`` prints ``phone:end_s`` pairs on stdout; the wave goes to a file. Rate is
 ``duration_stretch = 1/rate``, pitch ``f0_shift = pitch`` (voices with ``native_pitch``).

@@ -1,4 +1,4 @@
-"""Sentences for the embedded corpus, from Debian's ``fortunes`` / ``fortunes-min`` (SPEC §2.3).
+"""Sentences for the embedded corpus, from Debian's ``fortunes`` / ``fortunes-min`` (docs/method.md § Data and phones).
 
 Fortune cookies are split into sentences; a sentence is kept when it consists of letters and
 punctuation only (no digits, quotes, brackets or symbols), has 4-20 words, and has nothing a

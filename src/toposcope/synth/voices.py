@@ -1,4 +1,4 @@
-"""Voices of the embedded default corpus and their rate/pitch speaker variants (SPEC §2.3).
+"""Voices of the embedded default corpus and their rate/pitch speaker variants (docs/method.md § Data and phones).
 
 Every ``(voice, rate, pitch)`` combination is one ``speaker`` of the corpus. ``rate`` is a speed
 factor (> 1 speaks faster), ``pitch`` a factor on F0. Where an engine can change F0 natively

@@ -1,4 +1,4 @@
-"""Plots of optimal inputs (SPEC §8, Fig. 1B bottom) and filter close-ups (Fig. 1A). Arrays in, artists out.
+"""Plots of optimal inputs (docs/method.md § Figures, Fig. 1B bottom) and filter close-ups (Fig. 1A). Arrays in, artists out.
 
 Nothing here computes: callers pass the spectrograms / filter weights / similarity maps.
 

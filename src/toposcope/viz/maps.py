@@ -1,4 +1,4 @@
-"""Drawing topographic maps (SPEC §6). Functions take arrays and an optional ``ax``, return the
+"""Drawing topographic maps (docs/method.md § Maps and regions). Functions take arrays and an optional ``ax``, return the
 artists they made, and compute nothing (MNE ``plot_topomap`` style): smoothing and region-finding
 live in :mod:`toposcope.analysis.maps`.
 
