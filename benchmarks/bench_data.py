@@ -125,7 +125,9 @@ def _time_v(cmd: list[str]) -> dict:
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-3000:])
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return {"wall_s": round(wall, 1), "peak_rss_mb": round(int(m.group(1)) / 1024, 1) if m else None,
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([0-9.]+)", proc.stderr))
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            "peak_rss_mb": round(int(m.group(1)) / 1024, 1) if m else None,
             "stdout_tail": proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []}
 
 
@@ -170,7 +172,8 @@ def extract(args) -> int:
             load_features(c, cfg, cache=d, jobs=jobs, utterances=utts, progress=False)
             res[f"jobs{jobs}_s"] = round(time.perf_counter() - t0, 2)
     if len(args.jobs) >= 2:
-        res["speedup"] = round(res[f"jobs{args.jobs[0]}_s"] / res[f"jobs{args.jobs[-1]}_s"], 2)
+        lo, hi = min(args.jobs), max(args.jobs)
+        res[f"speedup_{hi}_vs_{lo}"] = round(res[f"jobs{lo}_s"] / res[f"jobs{hi}_s"], 2)
     res["load_after"] = os.getloadavg()
     print(json.dumps(res))
     return 0
@@ -206,7 +209,7 @@ def loading(args) -> int:
 def first_batch(args) -> int:
     if not args.child:
         r = _time_v([sys.executable, __file__, "first-batch", str(args.corpus), "--config", args.config, "--child"])
-        print(json.dumps({**json.loads(r["stdout_tail"][0]), "wall_s_process": r["wall_s"],
+        print(json.dumps({**json.loads(r["stdout_tail"][0]), "wall_s_process": r["wall_s"], "cpu_s_process": r["cpu_s"],
                           "peak_rss_mb": r["peak_rss_mb"], "load": os.getloadavg()}))
         return 0
     t0 = time.perf_counter()
@@ -227,6 +230,7 @@ def first_batch(args) -> int:
     b = next(batch_loader(ds, sampler, 0))
     t_batch = time.perf_counter() - t0
     print(json.dumps({"lines": len(c), "hours": round(sum(u.duration for u in c) / 3600, 1),
+                      "cpu_s": round(time.process_time(), 2),
                       "import_s": round(t_import, 2), "manifest_s": round(t_manifest, 2),
                       "store_s": round(t_store, 2), "first_batch_s": round(t_batch, 2), "batch": list(b.feats.shape)}))
     return 0
