@@ -422,25 +422,6 @@ def search_exemplars(model, corpus, utterances: Sequence, targets: Iterable[Targ
 MEDIA = ("joint", "all", "none")
 
 
-def _pick_split(corpus, split: str | None, recorded: str | None) -> tuple[str, list]:
-    if split == "all":
-        return "all", list(corpus)
-    if split is None and recorded:
-        split = recorded if recorded != "all" else None
-        if recorded == "all":
-            return "all", list(corpus)
-    if split is not None:
-        utts = corpus.split(split)
-        if not utts:
-            raise ValueError(f"{corpus.root}: split {split!r} has no utterances")
-        return split, utts
-    for s in ("test", "valid", "train"):
-        utts = corpus.split(s)
-        if utts:
-            return s, utts
-    raise ValueError(f"{corpus.root}: no utterances")
-
-
 def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Sequence[str] | None = None,
                   groups: Sequence[str] | None = None, config: ExemplarConfig = ExemplarConfig(),
                   checkpoint: str = "best", maps: str = "maps", profiles: str = "gradnap-phone",
@@ -460,6 +441,7 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
     from ..optimize.run import load_regions
     from ..runlock import run_lock
     from .maps import safe_filename
+    from .profiles import pick_split
 
     if media not in MEDIA:
         raise ValueError(f"media must be one of {', '.join(MEDIA)}, got {media!r}")
@@ -496,7 +478,7 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
         if not data:
             raise ValueError("no corpus given (--data) and none recorded in the profiles file")
         corpus = Corpus.load(data)
-        split, utts = _pick_split(corpus, split, prof_meta.get("split"))
+        split, utts = pick_split(corpus, split if split is not None else prof_meta.get("split"))
         if max_utterances and len(utts) > max_utterances:
             idx = np.linspace(0, len(utts) - 1, int(max_utterances)).round().astype(int)
             utts = [utts[i] for i in idx]
