@@ -89,11 +89,13 @@ def test_window_span_is_the_optimal_input_geometry(tiny_model):
 
 
 def test_layout_cells_map_back_to_units():
-    from toposcope.analysis.exemplars import units_of_cells
+    from toposcope.analysis.layouts import Layout, region_in_units
+    from toposcope.grid import Grid
 
-    cell_of_unit = [2, 0, 3, 1]  # unit 0 sits at cell 2, unit 1 at cell 0, ...
-    assert units_of_cells([0, 1, 2, 3], cell_of_unit) == [1, 3, 0, 2]
-    assert units_of_cells([2], cell_of_unit) == [0]
+    lay = Layout(layer="conv1", method="som", features="gradnap", grid=Grid(2, 2),
+                 cell_of_unit=[2, 0, 3, 1], fit_split="train")  # unit 0 sits at cell 2, unit 1 at cell 0, ...
+    assert region_in_units({"filters": [0, 1, 2, 3]}, lay)["filters"] == [1, 3, 0, 2]
+    assert region_in_units({"filters": [2]}, lay)["filters"] == [0]
 
 
 def test_phone_histogram_hand_computed():

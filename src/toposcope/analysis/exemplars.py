@@ -47,7 +47,7 @@ import torch
 from .._util import progress as _bar, write_bytes_atomic, write_json_atomic
 
 __all__ = ["ExemplarConfig", "Target", "targets_for_region", "ExemplarSearch", "ExemplarResult", "Exemplar",
-           "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "exemplars_for_optimal", "units_of_cells", "MEDIA"]
+           "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "exemplars_for_optimal", "MEDIA"]
 
 
 @dataclass(frozen=True)
@@ -438,7 +438,7 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
     from ..checkpoint import load_run
     from ..corpus import Corpus
     from ..data import load_features
-    from ..optimize.run import load_regions
+    from ..optimize.run import regions_of_run
     from ..runlock import run_lock
     from .maps import safe_filename
     from .profiles import pick_split
@@ -449,19 +449,7 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
     with run_lock(run_dir, "exemplars"):
         run = load_run(run_dir, checkpoint)
         model, fcfg = run.model, run.config.model.features
-        regions = load_regions(run_dir, maps=maps)
-        regions = _regions_to_units(run_dir, maps, regions, model)
-        avail = [l for l in model.layer_names if l in regions]
-        if layers:
-            bad = [l for l in layers if l not in regions]
-            if bad:
-                raise ValueError(f"no regions for layer(s) {', '.join(bad)} in {run_dir / maps / 'regions.json'}; "
-                                 f"available: {', '.join(avail)}")
-            layers = [l for l in model.layer_names if l in layers]
-        else:
-            layers = avail
-        if not layers:
-            raise ValueError(f"{run_dir / maps / 'regions.json'} holds no region of this model's layers")
+        regions, _grids, layers = regions_of_run(run_dir, model, maps, layers)
         jobs = []
         for l in layers:
             for g in (groups or sorted(regions[l])):
@@ -523,36 +511,6 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
                    "search_seconds": search_s, "regions": summary_regions}
         write_json_atomic(out / "summary.json", summary)
     return summary
-
-
-def units_of_cells(cells: Sequence[int], cell_of_unit) -> list[int]:
-    """Model units sitting at grid ``cells`` under a post-hoc layout (``cell_of_unit[u]`` = cell of unit ``u``)."""
-    c = np.asarray(cell_of_unit, dtype=np.int64)
-    unit_of_cell = np.empty_like(c)
-    unit_of_cell[c] = np.arange(len(c))
-    return [int(unit_of_cell[int(x)]) for x in cells]
-
-
-def _regions_to_units(run_dir: Path, maps: str, regions: dict, model) -> dict:
-    """Regions of a layout's maps folder name grid *cells*; the search reads model *units*: map them back
-    (``cells`` keeps the original). Plain maps folders are returned as they are."""
-    from .._util import read_json
-
-    st = read_json(Path(run_dir) / maps / "stats.json", missing_ok=True) or {}
-    method = (st.get("layout") or {}).get("method") if isinstance(st, dict) else None
-    if not method:
-        return regions
-    from .layouts import load_layouts
-
-    lays = load_layouts(run_dir, method, model=model)
-    out = {}
-    for l, groups in regions.items():
-        if l not in lays:
-            out[l] = groups
-            continue
-        out[l] = {g: {**r, "cells": list(r["filters"]), "layout": method,
-                      "filters": units_of_cells(r["filters"], lays[l].cell_of_unit)} for g, r in groups.items()}
-    return out
 
 
 def region_exemplars(res: ExemplarResult, layer: str, group: str, region: dict, *, grid=None, hop: int,

@@ -92,6 +92,44 @@ def load_regions(run_dir, maps: str = "maps") -> dict:
     return d
 
 
+def regions_of_run(run_dir, model, maps: str = "maps", layers: Sequence[str] | None = None
+                   ) -> tuple[dict, dict, list[str]]:
+    """Regions of ``RUN/<maps>/regions.json`` ready for objectives on ``model``: ``(regions, grids, layers)``.
+
+    Under a post-hoc layout (``maps-<method>``, recorded in its ``stats.json``) regions name grid *cells*;
+    their ``filters`` are mapped back to the model's units sitting there (``cells`` keeps the cells) and
+    ``grids`` holds the layout's grid for those layers (the model's own grid elsewhere). ``layers``:
+    the requested layers (default every layer with regions), checked against the file."""
+    from .._util import read_json
+
+    run_dir = Path(run_dir)
+    where = run_dir / maps / "regions.json"
+    regions = load_regions(run_dir, maps)
+    grids = dict(model.grids)
+    st = read_json(run_dir / maps / "stats.json", missing_ok=True) or {}
+    method = (st.get("layout") or {}).get("method") if isinstance(st, dict) else None
+    if method is None and maps.startswith("maps-"):
+        method = maps[len("maps-"):]
+    if method:
+        from ..analysis.layouts import load_layouts, region_in_units
+
+        lays = load_layouts(run_dir, method, model=model)
+        regions = {l: {g: {**region_in_units(r, lays[l]), "layout": method} for g, r in gs.items()}
+                   if l in lays else gs for l, gs in regions.items()}
+        grids.update({l: lay.grid for l, lay in lays.items()})
+    avail = [l for l in model.layer_names if l in regions]
+    if layers:
+        bad = [l for l in layers if l not in regions]
+        if bad:
+            raise ValueError(f"no regions for layer(s) {', '.join(bad)} in {where}; available: {', '.join(avail)}")
+        layers = [l for l in model.layer_names if l in layers]
+    else:
+        layers = avail
+    if not layers:
+        raise ValueError(f"{where} holds no region of this model's layers")
+    return regions, grids, layers
+
+
 def choose_groups(profiles, count: int = 3, *, layers: Sequence[str] | None = None,
                   exclude: Sequence[str] = EXCLUDE_GROUPS, min_count_ratio: float = 0.1) -> list[tuple[str, float]]:
     """The ``count`` groups with the most distinct maps: ``[(group, distinctness)]``, most distinct first.
@@ -313,26 +351,7 @@ def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequen
     run_dir = Path(run.path or run_dir)
     out = Path(out) if out is not None else run_dir / ("optimal" if not layout else f"optimal-{layout}")
     model, fcfg = run.model, run.config.model.features
-    regions = load_regions(run_dir, "maps" if not layout else f"maps-{layout}")
-    grids = dict(model.grids)
-    if layout:  # regions hold cells of the layout's grid; the objectives need the units sitting there
-        from ..analysis.layouts import load_layouts, region_in_units
-
-        lays = load_layouts(run_dir, layout, model=model)
-        regions = {l: {g: region_in_units(r, lays[l]) for g, r in gs.items()} if l in lays else gs
-                   for l, gs in regions.items()}
-        grids.update({l: lay.grid for l, lay in lays.items()})
-    all_layers = [l for l in model.layer_names if l in regions]
-    if layers:
-        bad = [l for l in layers if l not in regions]
-        if bad:
-            raise ValueError(f"no regions for layer(s) {', '.join(bad)} in {run_dir}/maps/regions.json; "
-                             f"available: {', '.join(all_layers)}")
-        layers = list(layers)
-    else:
-        layers = all_layers
-    if not layers:
-        raise ValueError(f"{run_dir}/maps/regions.json holds no region of this model's layers")
+    regions, grids, layers = regions_of_run(run_dir, model, "maps" if not layout else f"maps-{layout}", layers)
 
     prof = None
     prof_path = run_dir / "profiles" / f"{profiles}.npz"
