@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,3 +296,41 @@ def test_features_command_extracts_verifies_and_repairs(tmp_path, capsys):
     assert cli_main(["features", str(c.root), "--config", "tiny", "--repair", "--verify", "--no-progress"]) == 0
     assert not shards[0].exists()
     assert cli_main(["features", str(c.root), "--jobs", "0"]) == 2
+
+
+def test_two_processes_extracting_into_one_folder_take_turns(tmp_path):
+    """Two trainings on one corpus start together: one extracts, the other waits for the folder's
+    extraction lock and then reuses those shards (no duplicate blocks, no temp file lost)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    c = tone_corpus(tmp_path / "c", n=8, splits=("train",))
+    code = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from toposcope.corpus import Corpus
+        from toposcope.data import load_features
+        from toposcope.features import FeatureConfig
+        import toposcope.shards as shards
+        real = shards._extract_one
+        def slow(*a, **k):  # widen the window in which the two could collide
+            time.sleep(0.5)
+            return real(*a, **k)
+        shards._extract_one = slow
+        s = load_features(Corpus.load({str(c.root)!r}), FeatureConfig(n_fft=400, hop=160, n_mels=32),
+                          progress=False, jobs=1, shard_mb=0.01)
+        print(sum(s.frames(u) for u in s.ids))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    assert outs[0][0] == outs[1][0]
+    folder = next((c.root / ".cache").glob("features-*"))
+    ids = []
+    for idx in folder.glob("shard-*.index.npz"):
+        with np.load(idx) as z:
+            ids += z["ids"].tolist()
+    assert sorted(ids) == sorted(u.id for u in c)  # every utterance extracted exactly once
+    assert not list(folder.glob(".*.tmp"))

@@ -352,6 +352,50 @@ def _read_indices(folder: Path, n_mels: int, repair: bool) -> tuple[list[Path], 
     return paths, indices, data_offsets, deleted
 
 
+def _extraction_lock(folder: Path) -> int:
+    """Block until this process holds ``folder/.extract.lock`` (``fcntl.flock``): one writer at a time, so
+    two trainings on one corpus never extract the same utterances twice or clean up each other's files.
+    Returns the descriptor; closing it releases the lock (the kernel does so if the process dies)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".extract.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _match(folder: Path, utts: list, corpus, cfg, repair: bool):
+    """``(entry, paths, indices, data_offsets)``: for every utterance whose features the folder holds
+    (matching audio stamp, or a block of the same audio file), ``entry[id] = (shard, row)``."""
+    if folder.exists():
+        paths, indices, data_offsets, deleted = _read_indices(folder, cfg.n_mels, repair)
+    else:
+        paths, indices, data_offsets, deleted = [], [], [], []
+    if deleted:
+        print(f"toposcope: removed {len(deleted)} bad feature shard(s), recomputing: {', '.join(deleted)}",
+              file=sys.stderr)
+    entry: dict[str, tuple[int, int]] = {}  # id -> (shard, row), the one whose stamp matches
+    by_stamp: dict[str, tuple[int, int]] = {}  # the same audio file (path, size, mtime): the same block
+    root, by_file = str(corpus.root), {}  # one stat per audio file
+    for u in utts:
+        if u.audio not in by_file:
+            by_file[u.audio] = audio_stamp(os.path.join(root, u.audio), u.audio)
+    stamps = {u.id: by_file[u.audio] for u in utts}
+    for s, idx in enumerate(indices):
+        for r, (uid, st) in enumerate(zip(idx["ids"].tolist(), idx["stamps"].tolist())):
+            by_stamp[st] = (s, r)
+            if stamps.get(uid) == st:
+                entry[uid] = (s, r)
+    for u in utts:
+        if u.id not in entry and not stamps[u.id].endswith(":missing") and stamps[u.id] in by_stamp:
+            entry[u.id] = by_stamp[stamps[u.id]]
+    return entry, paths, indices, data_offsets
+
+
 def open_store(folder, corpus, utterances, cfg, *, jobs: int = 1, repair: bool = False,
                shard_mb: float = SHARD_MB, progress_bar: bool = True, extract_missing: bool = True
                ) -> ShardedFeatureStore:
@@ -362,38 +406,29 @@ def open_store(folder, corpus, utterances, cfg, *, jobs: int = 1, repair: bool =
     """
     folder = Path(folder)
     utts = list(utterances)
-    for _ in range(2):  # second round: after extracting what was missing
-        if folder.exists():
-            paths, indices, data_offsets, deleted = _read_indices(folder, cfg.n_mels, repair)
-        else:
-            paths, indices, data_offsets, deleted = [], [], [], []
-        if deleted:
-            print(f"toposcope: removed {len(deleted)} bad feature shard(s), recomputing: {', '.join(deleted)}",
-                  file=sys.stderr)
-        entry: dict[str, tuple[int, int]] = {}  # id -> (shard, row), the one whose stamp matches
-        by_stamp: dict[str, tuple[int, int]] = {}  # the same audio file (path, size, mtime): the same block
-        root, by_file = str(corpus.root), {}  # one stat per audio file
-        for u in utts:
-            if u.audio not in by_file:
-                by_file[u.audio] = audio_stamp(os.path.join(root, u.audio), u.audio)
-        stamps = {u.id: by_file[u.audio] for u in utts}
-        for s, idx in enumerate(indices):
-            for r, (uid, st) in enumerate(zip(idx["ids"].tolist(), idx["stamps"].tolist())):
-                by_stamp[st] = (s, r)
-                if stamps.get(uid) == st:
-                    entry[uid] = (s, r)
-        for u in utts:
-            if u.id not in entry and not stamps[u.id].endswith(":missing") and stamps[u.id] in by_stamp:
-                entry[u.id] = by_stamp[stamps[u.id]]
-        missing = [u for u in utts if u.id not in entry]
-        if not missing:
-            break
-        if not extract_missing:
-            raise ShardError(f"{folder}: no features for {len(missing)} utterance(s) (e.g. {missing[0].id!r}); "
-                             f"extract them first (`toposcope features`)")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / "config.json", {"format": FORMAT_VERSION, **asdict(cfg)})
-        extract(folder, corpus, missing, cfg, jobs=jobs, shard_mb=shard_mb, progress_bar=progress_bar)
+    lock = None  # the folder's extraction lock, taken before writing (or repairing) anything
+    try:
+        if repair:
+            lock = _extraction_lock(folder)
+        for _ in range(3):  # read; (lock and re-read); extract what is missing and read again
+            entry, paths, indices, data_offsets = _match(folder, utts, corpus, cfg, repair)
+            missing = [u for u in utts if u.id not in entry]
+            if not missing:
+                break
+            if not extract_missing:
+                raise ShardError(f"{folder}: no features for {len(missing)} utterance(s) (e.g. {missing[0].id!r}); "
+                                 f"extract them first (`toposcope features`)")
+            if lock is None:  # another process may be extracting into this folder: wait, then look again
+                lock = _extraction_lock(folder)
+                continue
+            write_json_atomic(folder / "config.json", {"format": FORMAT_VERSION, **asdict(cfg)})
+            extract(folder, corpus, missing, cfg, jobs=jobs, shard_mb=shard_mb, progress_bar=progress_bar)
+        if missing:
+            raise ShardError(f"{folder}: features of {len(missing)} utterance(s) still missing after extraction "
+                             f"(e.g. {missing[0].id!r})")
+    finally:
+        if lock is not None:
+            os.close(lock)  # releases the flock
     n = len(utts)
     shard = np.empty(n, np.int32)
     offsets, frames = np.empty(n, np.int64), np.empty(n, np.int64)
