@@ -90,3 +90,11 @@ def test_missing_manifest_and_missing_arguments_are_clear(tmp_path):
     bad.write_text("{not json\n")
     with pytest.raises(ImporterError, match="bad.jsonl"):
         import_lhotse(bad, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("bad", [("HH", float("nan"), 0.2), ("HH", 0.6, float("inf")), ("HH", 0.6, -0.1)])
+def test_non_finite_or_negative_alignment_times_are_errors_not_clipped(tmp_path, bad):
+    recs, sups = _manifests(tmp_path, [("a", 0.5, 1.0, "hi", "spk1", [("sil", 0.5, 0.1), bad])])
+    with pytest.raises(ImporterError, match=r"supervision 'a'.*alignment\['phone'\]\[1\]"):
+        import_lhotse(None, tmp_path / "out", recordings=recs, supervisions=sups, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -33,6 +33,7 @@ import numpy as np
 from .._util import atomic_write, progress
 from ..audio import SAMPLE_RATE, AudioError, resample
 from ..corpus import Corpus, Utterance
+from ..validation import finite_time
 from .common import (Candidate, ImporterError, ImportResult, assign_splits, check_transcript, fold_segments,
                      read_label_map, run_import)
 
@@ -72,11 +73,21 @@ def _load_cuts(cuts, recordings, supervisions):
         raise ImporterError(f"{cuts or supervisions}: unreadable Lhotse manifest ({type(e).__name__}: {e})") from None
 
 
-def _items(sup, key: str, offset: float) -> list[tuple[float, float, str]] | None:
+def _items(sup, key: str, offset: float, src: str = "lhotse") -> list[tuple[float, float, str]] | None:
+    """``[(start, end, symbol)]`` of ``sup.alignment[key]`` relative to ``offset``; non-finite or negative
+    times and durations are an :class:`ImporterError` naming the supervision (never clipped into range)."""
     ali = (sup.alignment or {}).get(key)
     if ali is None:
         return None
-    return [(float(a.start) - offset, float(a.start) + float(a.duration) - offset, str(a.symbol)) for a in ali]
+    out = []
+    for i, a in enumerate(ali):
+        where = f"{src}: alignment[{key!r}][{i}]"
+        start = finite_time(a.start, where, "start", ImporterError)
+        dur = finite_time(a.duration, where, "duration", ImporterError)
+        if dur < 0:
+            raise ImporterError(f"{where}: negative duration {dur}")
+        out.append((start - offset, start + dur - offset, str(a.symbol)))
+    return out
 
 
 def _clip(segs, duration: float):
@@ -118,7 +129,7 @@ def _builder(uid, spk, split, cut, sup, src, mapping, phone_key, word_key):
     def build():
         custom = dict(sup.custom or {})
         offset = float(cut.start) + float(sup.start)
-        raw = _items(sup, phone_key, offset)
+        raw = _items(sup, phone_key, offset, src)
         if not raw:
             raise ImporterError(f"{src}: no phone alignment (supervision.alignment[{phone_key!r}] is missing)")
         text = check_transcript(sup.text or "", src)
@@ -139,7 +150,7 @@ def _builder(uid, spk, split, cut, sup, src, mapping, phone_key, word_key):
             raise AudioError(f"{src}: the supervision holds no audio")
         duration = len(wave) / SAMPLE_RATE
         phones, source = fold_segments(_clip(raw, duration), mapping, src)
-        words = _items(sup, word_key, offset)
+        words = _items(sup, word_key, offset, src)
         words = _clip([w for w in words if w[2].strip()], duration) if words else None
         if "source_phones" in custom:  # written by export_lhotse: the labels before mapping
             source = [tuple(x) for x in custom["source_phones"]]
