@@ -98,3 +98,20 @@ def test_json_round_trip_of_nested_results(tmp_path):
     res = {"layers": {"conv1": {"p": 0.001, "values": np.arange(3, dtype=np.float64)}}}
     back = json.loads(write_json_atomic(tmp_path / "s.json", res).read_text())
     assert back == {"layers": {"conv1": {"p": 0.001, "values": [0.0, 1.0, 2.0]}}}
+
+
+def test_atomic_write_gives_the_mode_open_would(tmp_path):
+    import os
+    import stat
+
+    from toposcope._util import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        p = write_text_atomic(tmp_path / "m.json", "{}")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644  # not mkstemp's 0600
+        os.umask(0o077)
+        p = write_text_atomic(tmp_path / "n.json", "{}")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

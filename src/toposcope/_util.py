@@ -39,12 +39,19 @@ def fsync_dir(path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
 def atomic_write(path, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temp file beside ``path``, then rename it over ``path`` (all or nothing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
