@@ -178,3 +178,20 @@ def test_from_dict_accepts_what_to_dict_writes():
     u = utt(words=[(0.2, 0.6, "a")], split="test", source_phones=[(0.0, 1.0, "h#")], extra={"k": [1, {"x": None}]})
     assert Utterance.from_dict(json.loads(json.dumps(u.to_dict()))) == u
     assert Utterance.from_dict(dict(u.to_dict(), id=7, speaker=12)).speaker == "12"  # numeric names are fine
+
+
+def test_metadata_only_load_validates_everything_but_keeps_no_alignments(tmp_path):
+    utts = [utt(id="a", speaker="s1", words=[(0.0, 0.5, "hi")]), utt(id="b", speaker="s2", split="test")]
+    write_manifest(tmp_path / "manifest.jsonl", utts)
+    full, meta = Corpus.load(tmp_path), Corpus.load(tmp_path, alignments=False)
+    assert full.alignments and not meta.alignments
+    assert [u.phones for u in full] != [[], []] and [u.phones for u in meta] == [[], []]
+    assert all(u.words is None and u.source_phones is None for u in meta)
+    assert [(u.id, u.text, u.duration, u.split, u.speaker) for u in meta] == \
+        [(u.id, u.text, u.duration, u.split, u.speaker) for u in full]
+    # the alignments are still validated: a NaN phone time is an error naming file and line
+    d = full[1].to_dict()
+    d["phones"][0][1] = float("nan")
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(full[0].to_dict()) + "\n" + json.dumps(d) + "\n")
+    with pytest.raises(CorpusError, match=r"manifest.jsonl:2.*finite"):
+        Corpus.load(tmp_path, alignments=False)

@@ -167,11 +167,12 @@ def _segments(xs, where: str, kind: str) -> list[Segment] | None:
     return out
 
 
-def read_manifest(path, root=None) -> list[Utterance]:
+def read_manifest(path, root=None, *, alignments: bool = True) -> list[Utterance]:
     """Parse and validate a manifest file (:func:`toposcope.validation.iter_manifest`, the parser
-    ``toposcope check`` uses too); the first bad line raises its :class:`CorpusError`."""
+    ``toposcope check`` uses too); the first bad line raises its :class:`CorpusError`.
+    ``alignments=False``: validated, but phones/words are not kept (metadata only)."""
     utts = []
-    for _, u in iter_manifest(path, root):
+    for _, u in iter_manifest(path, root, alignments=alignments):
         if isinstance(u, CorpusError):
             raise u
         utts.append(u)
@@ -192,19 +193,23 @@ def write_manifest(path, utterances: Iterable[Utterance]) -> None:
 class Corpus(Sequence[Utterance]):
     """A corpus directory: its validated manifest and paths to its audio."""
 
-    def __init__(self, root, utterances: list[Utterance]):
+    def __init__(self, root, utterances: list[Utterance], *, alignments: bool = True):
         self.root = Path(root)
         self.utterances = utterances
+        self.alignments = alignments  # False: loaded as metadata only (no phones/words)
 
     @classmethod
-    def load(cls, root) -> "Corpus":
+    def load(cls, root, *, alignments: bool = True) -> "Corpus":
+        """Read and validate ``root/manifest.jsonl``. ``alignments=False`` validates everything but keeps
+        no phone/word alignments (what training and evaluation load: memory per utterance then stays
+        ~1 KB instead of ~15 KB for a 12-second utterance, see docs/benchmarks/data.md)."""
         root = Path(root)
         if not root.is_dir():
             raise CorpusError(f"{root}: corpus directory not found")
-        utts = read_manifest(root / MANIFEST)
+        utts = read_manifest(root / MANIFEST, alignments=alignments)
         if not utts:
             raise CorpusError(f"{root / MANIFEST}: the corpus is empty (no utterances)")
-        return cls(root, utts)
+        return cls(root, utts, alignments=alignments)
 
     def __len__(self) -> int:
         return len(self.utterances)

@@ -87,7 +87,7 @@ def evaluate(run, data, split: str = "test", *, which: str = "best", batch_size:
 
 
 def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, write: bool, device) -> dict:
-    corpus = data if isinstance(data, Corpus) else Corpus.load(data)
+    corpus = data if isinstance(data, Corpus) else Corpus.load(data, alignments=False)
     utts = corpus.split(split)
     if not utts:
         raise CorpusError(f"{corpus.root}: the corpus has no {split!r} utterances")

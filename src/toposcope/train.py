@@ -338,7 +338,7 @@ def train(data, out, *, config="small", topo_weight: float | None = None, epochs
         # every check that needs no writing comes first: a refused run leaves no folder behind
         cfg, start = _plan(out, config, resume, topo_weight=topo_weight, epochs=epochs, max_steps=max_steps,
                            max_minutes=max_minutes, seed=seed)
-        corpus = data if isinstance(data, Corpus) else Corpus.load(data)
+        corpus = data if isinstance(data, Corpus) else Corpus.load(data, alignments=False)
         if not corpus.split("train"):
             raise CorpusError(f"{corpus.root}: the corpus has no 'train' utterances (splits: "
                               f"{ {s: len(corpus.split(s)) for s in ('train', 'valid', 'test')} })")

@@ -228,7 +228,7 @@ def parse_json(text: str, where: str, error: type[ValueError]):
 
 
 # ------------------------------------------------------------------------------------------ manifest
-def iter_manifest(path, root=None) -> Iterator[tuple[int, object]]:
+def iter_manifest(path, root=None, *, alignments: bool = True) -> Iterator[tuple[int, object]]:
     """THE manifest parser: ``(line, Utterance)`` for every valid line and ``(line, CorpusError)`` for
     every bad one, in file order (blank lines skipped). Used by :func:`~toposcope.corpus.read_manifest`
     (raises the first error) and by ``toposcope check`` (collects them all).
@@ -236,7 +236,9 @@ def iter_manifest(path, root=None) -> Iterator[tuple[int, object]]:
     Checks: UTF-8, JSON (any depth), an object with the required fields and types, finite numbers,
     segments (:func:`~toposcope.corpus.validate_segments`), unique ids, and the ``audio`` path inside
     ``root`` (default: the manifest's folder; symlinks resolved). A missing manifest or a folder in
-    its place raises :class:`~toposcope.corpus.CorpusError`.
+    its place raises :class:`~toposcope.corpus.CorpusError`. ``alignments=False``: every line is
+    validated as usual, but the utterances keep no ``phones``/``words``/``source_phones`` (training and
+    evaluation need only the metadata; the alignments are most of a parsed line's memory).
     """
     from .corpus import MANIFEST, CorpusError, Utterance
 
@@ -268,4 +270,6 @@ def iter_manifest(path, root=None) -> Iterator[tuple[int, object]]:
             yield n, CorpusError(f"{where}: duplicate utterance id {u.id!r} (first on line {seen[u.id]})")
             continue
         seen[u.id] = n
+        if not alignments:
+            u.phones, u.words, u.source_phones = [], None, None
         yield n, u
