@@ -57,3 +57,25 @@ def test_error_type_is_a_value_error():
     assert issubclass(RunLockedError, ValueError)
     with pytest.raises(RunLockedError):
         raise RunLockedError("x")
+
+
+@pytest.mark.parametrize("call", ["optimize", "filters"])
+def test_optimize_and_filters_refuse_a_locked_run(run_copy, call):
+    """Every library call that writes into a run folder takes its lock (here: held by another process)."""
+    from toposcope.analysis.filters import write_filters
+    from toposcope.optimize.run import optimize_run
+
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from toposcope.runlock import run_lock
+        with run_lock({str(run_copy)!r}, "train"):
+            print("held", flush=True)
+            sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match="toposcope train"):
+            optimize_run(run_copy) if call == "optimize" else write_filters(run_copy)
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (run_copy / ("optimal" if call == "optimize" else "filters")).exists()

@@ -130,7 +130,15 @@ def closeups(model, layer: str | None = None, *, n: int = 3, count: int = 2, cen
             "mean_similarity": {l: float(s.mean()) for l, s in sims.items()}}
 
 
-def write_filters(run_dir, *, layer: str | None = None, n: int = 3, count: int = 2, centers=None,
+def write_filters(run_dir, **kw) -> dict:
+    """``RUN/filters/`` (see :func:`_write_filters`), holding the run folder's lock (``toposcope.runlock``)."""
+    from ..runlock import run_lock
+
+    with run_lock(run_dir, "filters"):
+        return _write_filters(run_dir, **kw)
+
+
+def _write_filters(run_dir, *, layer: str | None = None, n: int = 3, count: int = 2, centers=None,
                   mode: str = "top", checkpoint: str = "best", out=None, dpi: int = 120) -> dict:
     """``RUN/filters/``: ``closeup_<layer>.png`` (the neighbourhoods + that layer's similarity map),
     ``similarity.png`` (every layer), ``similarity.npz`` and ``summary.json``. Returns the summary."""

@@ -329,7 +329,16 @@ def region_digest(summary: dict) -> dict:
             "min_naturalness": min((t.get("naturalness") or 0.0) for t in targets)}
 
 
-def optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequence[str] | None = None,
+def optimize_run(run_dir, **kw) -> dict:
+    """Optimal inputs for every chosen (layer, group) region of a run, holding the run folder's lock
+    (``toposcope.runlock``); keywords as :func:`_optimize_run`, whose docstring describes them."""
+    from ..runlock import run_lock
+
+    with run_lock(run_dir, "optimize"):
+        return _optimize_run(run_dir, **kw)
+
+
+def _optimize_run(run_dir, *, layers: Sequence[str] | None = None, groups: Sequence[str] | None = None,
                  data=None, split: str = "train", max_utterances: int = 200, n_groups: int = 3,
                  seconds: float = 0.5, config: OptimizeConfig = OptimizeConfig(), retries: int = 2,
                  profiles: str = "gradnap-phone", checkpoint: str = "best", images: bool = True,
