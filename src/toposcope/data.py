@@ -154,7 +154,7 @@ def extract_features(data, config="small", *, jobs: int | None = None, repair: b
         feats = config
     else:
         feats = (config if isinstance(config, RunConfig) else load_config(config)).model.features
-    corpus = data if isinstance(data, Corpus) else Corpus.load(data)
+    corpus = data if isinstance(data, Corpus) else Corpus.load(data, alignments=False)  # features need no phones
     if cache is False:
         raise ValueError("extract_features writes shards: cache=False makes no sense here")
     t0 = time.perf_counter()
