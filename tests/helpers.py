@@ -38,3 +38,25 @@ def tone_corpus(root, n: int = 16, seed: int = 0, splits=("train",) * 10 + ("val
                               text=text, duration=d, phones=[(0.0, d, "sil")], split=splits[i % len(splits)]))
     write_manifest(root / "manifest.jsonl", utts)
     return Corpus.load(root)
+
+
+def random_tiny_model(norm: str = "none", seed: int = 0):
+    """``tiny`` (kernels of 5 frames) with random weights; with ``norm="batch"`` its BatchNorm layers get random
+    running statistics and affine parameters (so padded frames would be far from zero without the mask)."""
+    import dataclasses
+
+    import torch
+
+    from toposcope.config import load_config
+    from toposcope.model import Wav2Letter
+
+    torch.manual_seed(seed)
+    m = Wav2Letter(dataclasses.replace(load_config("tiny").model, norm=norm)).eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(-2, 2)
+                mod.bias.uniform_(-0.5, 1.0)
+    return m

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from helpers import random_tiny_model
 import torch
 
 from toposcope.config import ConfigError, config_from_dict, load_config
@@ -83,20 +85,7 @@ def test_bad_configs_are_clear_errors(tmp_path):
 
 
 def _model(norm: str = "none", seed: int = 0) -> Wav2Letter:
-    """``tiny`` (kernels of 5 frames) with random weights; BatchNorm with random running statistics and
-    affine parameters (so padded frames would be far from zero without the mask)."""
-    import dataclasses
-
-    torch.manual_seed(seed)
-    m = Wav2Letter(dataclasses.replace(load_config("tiny").model, norm=norm)).eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm1d):
-                mod.running_mean.uniform_(-1, 1)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(-2, 2)
-                mod.bias.uniform_(-0.5, 1.0)
-    return m
+    return random_tiny_model(norm, seed)
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from helpers import random_tiny_model
 import soundfile as sf
 import torch
 
@@ -318,18 +320,7 @@ def varied_corpus(tmp_path_factory):
 
 
 def _random_model(norm: str) -> Wav2Letter:
-    import dataclasses
-
-    torch.manual_seed(3)
-    m = Wav2Letter(dataclasses.replace(load_config("tiny").model, norm=norm)).eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm1d):
-                mod.running_mean.uniform_(-1, 1)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(-2, 2)
-                mod.bias.uniform_(-0.5, 1.0)
-    return m
+    return random_tiny_model(norm, seed=3)
 
 
 def _rel(a, b) -> float:
