@@ -45,7 +45,6 @@ it is mapped back with the training data's average per-utterance per-bin mean an
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict
@@ -55,7 +54,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .._util import progress as _bar, write_json_atomic
+from .._util import progress as _bar, read_json, write_json_atomic
 from .data_max import DataMaxima, FeatureStats, data_maxima, feature_stats, naturalness
 from .objectives import region_objectives, PerSample
 from .param import input_geometry
@@ -79,10 +78,7 @@ def load_regions(run_dir, maps: str = "maps") -> dict:
     p = Path(run_dir) / maps / "regions.json"
     if not p.is_file():
         raise FileNotFoundError(f"{p}: regions not found (run `toposcope profile` and `toposcope maps` first)")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: invalid JSON ({e.msg})") from None
+    d = read_json(p)
     if not isinstance(d, dict):
         raise ValueError(f"{p}: expected {{layer: {{group: region}}}}")
     for layer, groups in d.items():
@@ -100,7 +96,6 @@ def regions_of_run(run_dir, model, maps: str = "maps", layers: Sequence[str] | N
     their ``filters`` are mapped back to the model's units sitting there (``cells`` keeps the cells) and
     ``grids`` holds the layout's grid for those layers (the model's own grid elsewhere). ``layers``:
     the requested layers (default every layer with regions), checked against the file."""
-    from .._util import read_json
 
     run_dir = Path(run_dir)
     where = run_dir / maps / "regions.json"
