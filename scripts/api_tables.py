@@ -23,7 +23,7 @@ GROUPS = [  # (heading, module prefixes)
                                     "toposcope.text", "toposcope.features", "toposcope.shards", "toposcope.data",
                                     "toposcope.validation", "toposcope.synth", "toposcope.melinvert"]),
     ("Importers", ["toposcope.importers"]),
-    ("Model and training", ["toposcope.grid", "toposcope.config", "toposcope.model", "toposcope.hooks",
+    ("Model and training", ["toposcope.grid", "toposcope.config", "toposcope.augment", "toposcope.model", "toposcope.hooks",
                             "toposcope.topography", "toposcope.train", "toposcope.checkpoint", "toposcope.evaluate",
                             "toposcope.distributed", "toposcope.runlock"]),
     ("Analysis", ["toposcope.analysis"]),

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
+from .augment import AugmentConfig
 from .features import FeatureConfig
 from .grid import Grid
 
@@ -139,6 +140,8 @@ class TrainConfig:
 class RunConfig:
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: training-time augmentation (the ``[augment]`` table; off when absent: runs from before it load unchanged)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
         m = self.model
@@ -150,10 +153,13 @@ class RunConfig:
             "layers": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(l).items() if v is not None}
                        for l in m.layers],
             "train": asdict(self.train),
+            "augment": self.augment.to_dict(),
         }
 
 
 def _take(cls, table: dict, where: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table, got {table!r}")
     allowed = {f.name for f in fields(cls)}
     unknown = sorted(set(table) - allowed)
     if unknown:
@@ -167,7 +173,7 @@ def _take(cls, table: dict, where: str):
 def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     """Build a :class:`RunConfig` from a parsed TOML/JSON dict (unknown keys are errors)."""
     d = dict(d)
-    allowed = {"name", "dropout", "norm", "features", "layers", "train"}
+    allowed = {"name", "dropout", "norm", "features", "layers", "train", "augment"}
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -181,7 +187,8 @@ def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     train = _take(TrainConfig, d.get("train", {}), f"{where} [train]")
-    return RunConfig(model, train)
+    augment = _take(AugmentConfig, d.get("augment", {}), f"{where} [augment]")
+    return RunConfig(model, train, augment)
 
 
 def shipped_configs() -> list[str]:

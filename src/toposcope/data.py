@@ -39,7 +39,7 @@ from .text import encode, normalize_text
 
 __all__ = ["FeatureStore", "ShardedFeatureStore", "ShardError", "load_features", "SpeechDataset", "Batch",
            "BucketBatchSampler", "collate", "batch_loader", "EpochBatches", "iter_feature_batches",
-           "default_workers", "default_jobs", "extract_features", "cache_key", "progress_enabled"]
+           "default_workers", "default_jobs", "extract_features", "cache_key", "progress_enabled", "TrainAugment"]
 
 
 # -- feature cache ---------------------------------------------------------------------------------
@@ -194,15 +194,16 @@ class SpeechDataset:
         if output_lengths is not None and cand:
             n_out = output_lengths(torch.tensor([c[3] for c in cand], dtype=torch.long)).tolist()
         self._lengths: list[int] = []
+        self.ctc_need: list[int] = []  # output frames CTC needs per kept item
         for k, (pos, u, tgt, n) in enumerate(cand):
-            if n_out is not None:
-                a = tgt.numpy()
-                need = len(a) + int(np.count_nonzero(a[1:] == a[:-1]))  # CTC needs a blank between repeats
-                if int(n_out[k]) < need:
-                    skipped.append((pos, u.id, f"{int(n_out[k])} output frames < {need} needed by CTC"))
-                    continue
+            a = tgt.numpy()
+            need = len(a) + int(np.count_nonzero(a[1:] == a[:-1]))  # CTC needs a blank between repeats
+            if n_out is not None and int(n_out[k]) < need:
+                skipped.append((pos, u.id, f"{int(n_out[k])} output frames < {need} needed by CTC"))
+                continue
             self.items.append((u.id, tgt, u))
             self._lengths.append(int(n))
+            self.ctc_need.append(need)
         self.skipped = [(uid, why) for _, uid, why in sorted(skipped, key=lambda x: x[0])]
 
     def __len__(self) -> int:
@@ -327,31 +328,61 @@ def _identity(x):
     return x
 
 
+@dataclass(frozen=True)
+class TrainAugment:
+    """An :class:`~toposcope.augment.Augmenter` and the audio file of every dataset item."""
+
+    augmenter: object
+    audio_paths: tuple
+
+
 class EpochBatches(torch.utils.data.Dataset):
     """One epoch's batches as a map-style dataset: item ``k`` is this rank's share of global batch
-    ``k`` (in the epoch's order), collated and padded to the longest item of the *global* batch."""
+    ``k`` (in the epoch's order), collated and padded to the longest item of the *global* batch
+    (augmented items may be longer: speed perturbation).
 
-    def __init__(self, dataset: SpeechDataset, sampler: BucketBatchSampler, epoch: int):
-        self.dataset, self.sampler = dataset, sampler
+    ``augment``: a :class:`TrainAugment`; item ``i`` at position ``p`` of global batch ``k`` is augmented
+    with :func:`~toposcope.augment.item_rng` ``(seed, epoch, k, p)``, so batches do not depend on the
+    number of workers or processes."""
+
+    def __init__(self, dataset: SpeechDataset, sampler: BucketBatchSampler, epoch: int,
+                 augment: TrainAugment | None = None):
+        self.dataset, self.sampler, self.epoch, self.augment = dataset, sampler, int(epoch), augment
         self.batches = sampler.epoch_batches(epoch)
 
     def __len__(self) -> int:
         return len(self.batches)
 
+    def _augmented(self, i: int, k: int, pos: int):
+        from .augment import item_rng
+
+        aug = self.augment.augmenter
+        uid, tgt, u = self.dataset.items[i]
+        feats, _ = aug(lambda: self.dataset.store.get(uid), self.augment.audio_paths[i],
+                       item_rng(aug.seed, self.epoch, k, pos), item=i)
+        return feats, tgt, u
+
     def __getitem__(self, k: int) -> Batch:
         g = self.batches[k]
         lengths = self.dataset.lengths
-        return collate([self.dataset[i] for i in self.sampler.local(g)], pad_to=max(lengths[i] for i in g))
+        if self.augment is None:
+            items = [self.dataset[i] for i in self.sampler.local(g)]
+        else:
+            positions = self.sampler.local(list(range(len(g))))
+            items = [self._augmented(g[p], k, p) for p in positions]
+        return collate(items, pad_to=max(lengths[i] for i in g))
 
 
 def batch_loader(dataset: SpeechDataset, sampler: BucketBatchSampler, epoch: int, *, start: int = 0,
-                 workers: int | None = None, pin_memory: bool = False) -> Iterator[Batch]:
+                 workers: int | None = None, pin_memory: bool = False,
+                 augment: TrainAugment | None = None) -> Iterator[Batch]:
     """This rank's batches of ``epoch`` from global batch ``start`` on, read through a ``DataLoader``.
 
     Same batches, same order and same padding whatever ``workers`` is (default
-    :func:`default_workers`), so resuming at ``(epoch, start)`` is exact.
+    :func:`default_workers`), so resuming at ``(epoch, start)`` is exact; with ``augment`` (a
+    :class:`TrainAugment`) the same holds for the augmented batches.
     """
-    ds = EpochBatches(dataset, sampler, epoch)
+    ds = EpochBatches(dataset, sampler, epoch, augment)
     if start >= len(ds):
         return iter(())
     w = default_workers(len(dataset)) if workers is None else int(workers)

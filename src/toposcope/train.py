@@ -64,7 +64,7 @@ from .checkpoint import (CONFIG_FILE, METRICS_FILE, checkpoint_path, dump_toml, 
                          read_run_config, run_folder_state, save_checkpoint)
 from .config import ConfigError, RunConfig, load_config
 from .corpus import Corpus, CorpusError
-from .data import BucketBatchSampler, SpeechDataset, batch_loader, load_features
+from .data import BucketBatchSampler, SpeechDataset, TrainAugment, batch_loader, load_features
 from .evaluate import error_rates, transcribe
 from .model import Wav2Letter
 from .runlock import LOCK_FILE, RunLockedError, run_lock
@@ -102,9 +102,12 @@ def lr_at(step: int, elapsed_s: float, *, base: float, planned: int, warmup: int
 
 
 def resolve_config(config, *, topo_weight=None, epochs=None, max_steps=None, max_minutes=None,
-                   seed=None) -> RunConfig:
-    """A RunConfig from a name, a TOML path or a RunConfig, with command-line overrides applied."""
+                   seed=None, augment: bool | None = None) -> RunConfig:
+    """A RunConfig from a name, a TOML path or a RunConfig, with command-line overrides applied
+    (``augment``: turn the ``[augment]`` table on or off)."""
     cfg = config if isinstance(config, RunConfig) else load_config(config)
+    if augment is not None:
+        cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, enabled=bool(augment)))
     over = {k: v for k, v in dict(topo_weight=topo_weight, epochs=epochs, max_steps=max_steps,
                                   max_minutes=max_minutes, seed=seed).items() if v is not None}
     if over:
@@ -315,12 +318,13 @@ class MetricsLog:
 def train(data, out, *, config="small", topo_weight: float | None = None, epochs: int | None = None,
           max_steps: int | None = None, max_minutes: float | None = None, resume: bool = False,
           seed: int | None = None, progress: bool = True, device=None, cache=True,
-          callback: Callable[[dict], None] | None = None) -> dict:
+          augment: bool | None = None, callback: Callable[[dict], None] | None = None) -> dict:
     """Train a topographic Wav2Letter on corpus ``data`` into run directory ``out``.
 
     ``config``: shipped name (``tiny``/``small``/``paper``), TOML path, or :class:`RunConfig`;
     ``None`` means the run's stored config when resuming, else ``small``. ``topo_weight`` (λ),
-    ``epochs``, ``max_steps``, ``max_minutes`` and ``seed`` override the config's ``[train]`` table.
+    ``epochs``, ``max_steps``, ``max_minutes`` and ``seed`` override the config's ``[train]`` table;
+    ``augment`` turns its ``[augment]`` table on or off (:mod:`toposcope.augment`).
     ``callback(info)`` is called after every step with ``{"step", "epoch", "loss", "ctc", "topo", "lr"}``.
 
     The run folder (see :func:`toposcope.checkpoint.run_folder_state`): a new folder is started; one
@@ -337,7 +341,7 @@ def train(data, out, *, config="small", topo_weight: float | None = None, epochs
     try:
         # every check that needs no writing comes first: a refused run leaves no folder behind
         cfg, start = _plan(out, config, resume, topo_weight=topo_weight, epochs=epochs, max_steps=max_steps,
-                           max_minutes=max_minutes, seed=seed)
+                           max_minutes=max_minutes, seed=seed, augment=augment)
         corpus = data if isinstance(data, Corpus) else Corpus.load(data, alignments=False)
         if not corpus.split("train"):
             raise CorpusError(f"{corpus.root}: the corpus has no 'train' utterances (splits: "
@@ -440,6 +444,7 @@ class _Trainer:
                                           max_frames=int(tc.max_batch_seconds / fsec) if tc.max_batch_seconds else 0,
                                           shuffle=True, seed=tc.seed, rank=dist.rank, world_size=dist.world_size)
         self.steps_per_epoch = len(self.sampler)
+        self.augment = self._augment(cfg, corpus, model) if cfg.augment.enabled else None
         planned = self.steps_per_epoch * tc.epochs
         if tc.max_steps:
             planned = min(planned, tc.max_steps)
@@ -484,6 +489,24 @@ class _Trainer:
             self.log.clear()
         self.last_loss: dict = {}
         self._elapsed0, self._t0 = st.elapsed_s, time.monotonic()
+
+    def _augment(self, cfg: RunConfig, corpus: Corpus, model) -> TrainAugment:
+        """The augmenter of the training split. An item may get a speed factor > 1 only if the shortened
+        input still gives CTC enough output frames (one frame of margin for rounding)."""
+        from .augment import Augmenter
+
+        lengths = torch.tensor(self.train_ds.lengths, dtype=torch.long)
+        need = torch.tensor(self.train_ds.ctc_need, dtype=torch.long)
+        max_speed = torch.ones(len(lengths))
+        for s in sorted(cfg.augment.speeds):
+            if s > 1.0:
+                fits = model.output_lengths(torch.div(lengths, s, rounding_mode="floor").long() - 1) >= need
+                max_speed[fits] = s
+        aug = Augmenter(cfg.augment, cfg.model.features, seed=cfg.train.seed, max_speed=max_speed.tolist())
+        self.say(f"augmentation on: speeds {list(cfg.augment.speeds)}, noise p={cfg.augment.noise_prob:g}, "
+                 f"reverb p={cfg.augment.reverb_prob:g} ({aug.engine or 'off'}), VTLP p={cfg.augment.vtlp_prob:g}, "
+                 f"SpecAugment {cfg.augment.time_masks}+{cfg.augment.freq_masks} masks")
+        return TrainAugment(aug, tuple(str(corpus.audio_path(u)) for _, _, u in self.train_ds.items))
 
     # -- small helpers -----------------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -594,7 +617,7 @@ class _Trainer:
                         stopped = "done"
                         break
                     batches = batch_loader(self.train_ds, self.sampler, st.epoch, start=st.batch_in_epoch,
-                                           pin_memory=self.dist.device.type == "cuda")
+                                           pin_memory=self.dist.device.type == "cuda", augment=self.augment)
                     while st.batch_in_epoch < self.steps_per_epoch:
                         stopped = self._stop_reason(flag)
                         if stopped:

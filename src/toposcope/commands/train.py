@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 HELP = "train a topographic speech recognizer (CTC + λ · topographic term)"
@@ -26,6 +27,8 @@ def add_arguments(p) -> None:
                    help="wall-clock budget of the training loop (the LR schedule ends with it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="turn the config's [augment] table on or off (default: as the config says; small: on)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -36,7 +39,7 @@ def run(args) -> int:
     try:
         res = train(args.data, args.out, config=args.config, topo_weight=args.topo_weight, epochs=args.epochs,
                     max_steps=args.max_steps, max_minutes=args.max_minutes, resume=args.resume, seed=args.seed,
-                    progress=not args.no_progress, device=args.device)
+                    augment=args.augment, progress=not args.no_progress, device=args.device)
     except NonFiniteLossError as e:
         print(f"toposcope train: error: {e}", file=sys.stderr)
         return 1
