@@ -350,7 +350,7 @@ class Augmenter:
             return coloured_noise(n, float(d.noise[5:]), rng)
         from .audio import read_audio
 
-        x = read_audio(d.noise, sample_rate=self.features.sample_rate)
+        x = read_audio(d.noise, sample_rate=self.features.sample_rate, resample_to_rate=True, mix_to_mono=True)
         if len(x) < n:
             x = np.tile(x, -(-n // max(len(x), 1)))
         s = int(rng.integers(0, len(x) - n + 1))
