@@ -332,3 +332,42 @@ def test_voices_by_split(tiny_corpus):
     assert set(v["all"]) == set(v["train"]) | set(v["valid"]) | set(v["test"]) and v["all"] == sorted(v["all"])
     assert set(v["test"]).isdisjoint(v["train"])  # whole voices are held out for test
     assert v["test"] == sorted({u.extra["voice"] for u in tiny_corpus.split("test")})
+
+
+# ----------------------------------------------------------------------------- espeak-ng worker
+
+def _missing(voices) -> dict[str, str]:
+    from toposcope.synth.voices import check_voices
+
+    out = {}
+    for v in voices:
+        try:
+            check_voices([v])
+        except MissingPackageError as e:
+            out[v.name] = str(e)
+    return out
+
+
+def test_espeak_output_does_not_depend_on_the_batch(tmp_path):
+    """The same utterance gives the same samples and labels whatever the worker synthesized before."""
+    from toposcope.synth.espeak import run_espeak_batch
+
+    a, b = VOICES["espeak_en-us+m3"], VOICES["espeak_en+f3"]
+    if _missing([a, b]):
+        pytest.skip("espeak-ng not installed")
+    s = "The quick brown fox jumps over the lazy dog."
+    items = [(a.speaker(1.0, 1.0), s, tmp_path / "a1"), (b.speaker(1.2, 1.0), s, tmp_path / "b"),
+             (a.speaker(1.0, 1.0), s, tmp_path / "a2")]
+    raws = run_espeak_batch(items, tmp_path)
+    assert raws[tmp_path / "a1"]["segs"] == raws[tmp_path / "a2"]["segs"]
+    assert (tmp_path / "a1.wav").read_bytes() == (tmp_path / "a2.wav").read_bytes()
+
+
+def test_missing_espeak_variant_named():
+    from toposcope.synth.espeak import check_espeak
+
+    if _missing([VOICES["espeak_en-us+m3"]]):
+        pytest.skip("espeak-ng not installed")
+    check_espeak(["en-us+m3", "en-gb-x-gbcwmd+Mr serious"])
+    with pytest.raises(MissingPackageError, match=r"variant 'nope'.*apt-get install espeak-ng-data"):
+        check_espeak(["en-us+nope"])  # espeak-ng itself would silently speak en-us without it
