@@ -334,7 +334,13 @@ def test_voices_by_split(tiny_corpus):
     assert v["test"] == sorted({u.extra["voice"] for u in tiny_corpus.split("test")})
 
 
-# ----------------------------------------------------------------------------- espeak-ng worker
+# ----------------------------------------------------------------------------- the voice set (issue 14)
+
+_RICH = ["The beige hue on the waters of the loch impressed all, including the French queen.",
+         "Her curly hair and their poor tour were near the pure doors of the old tower.",
+         "Pack my box with five dozen liquor jugs, then thank those who bathe at the zoo.",
+         "Joyful measure: a boy's choice of the cute bottle, or a hot cup of butter and water."]
+
 
 def _missing(voices) -> dict[str, str]:
     from toposcope.synth.voices import check_voices
@@ -346,6 +352,69 @@ def _missing(voices) -> dict[str, str]:
         except MissingPackageError as e:
             out[v.name] = str(e)
     return out
+
+
+def test_every_voice_synthesizes_or_is_reported_missing(tmp_path):
+    """One short sentence per voice through its engine and the canonical labelling; a voice whose
+    package is missing here is named in a warning, never silently passed over."""
+    import warnings
+
+    from toposcope.synth import _finalize
+    from toposcope.synth.espeak import run_espeak_batch
+    from toposcope.synth.festival import run_festival_batch
+    from toposcope.synth.flite import run_flite
+
+    missing = _missing(VOICES.values())
+    if missing:
+        warnings.warn(f"{len(missing)} voice(s) not synthesizable here: "
+                      + "; ".join(f"{n} ({why})" for n, why in sorted(missing.items())))
+    present = [v for v in VOICES.values() if v.name not in missing]
+    if not present:
+        pytest.skip("no synthesizer installed")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / ".synth").mkdir()
+    work = tmp_path / "work"
+    sentence = "She sells sea shells by the quiet shore."
+    plans = {v.name: PlannedUtterance(i, f"v{i:03d}", "train", v.speaker(1.0, 1.0), sentence)
+             for i, v in enumerate(present)}
+    raws = {}
+    for engine, run in (("espeak", run_espeak_batch), ("festival", run_festival_batch)):
+        items = [(p.speaker, sentence, work / p.id) for p in plans.values() if p.speaker.voice.engine == engine]
+        if items:
+            raws.update({stem.name: raw for stem, raw in run(items, work).items()})
+    for p in plans.values():
+        if p.speaker.voice.engine == "flite":
+            raws[p.id] = run_flite(p.speaker, sentence, work / p.id)
+    failed = sorted(n for n, p in plans.items() if p.id not in raws)
+    assert not failed, f"no output for {failed}"
+    for name, p in plans.items():
+        raw = raws[p.id]
+        raw["stem"] = work / p.id
+        d = _finalize(p, raw, tmp_path)
+        labels = [lab for _, _, lab in d["phones"]]
+        assert set(labels) <= PHONE_SET and sum(lab != "sil" for lab in labels) >= 15, (name, labels)
+        x = read_audio(tmp_path / d["audio"])
+        assert 1.0 < d["duration"] < 6.0 and np.sqrt(np.mean(x ** 2)) > 0.01, name
+
+
+def test_espeak_accents_mnemonics_map(tmp_path):
+    """Every phoneme each English accent produces on phonetically rich sentences has an ARPAbet label
+    (the whole sentence list was checked the same way when the table was written)."""
+    from toposcope.synth.espeak import run_espeak_batch
+    from toposcope.synth.voices import ESPEAK_ACCENTS
+
+    plain = [VOICES[f"espeak_{a}"] for a in ESPEAK_ACCENTS]
+    if _missing(plain):
+        pytest.skip("espeak-ng not installed")
+    items = [(v.speaker(1.0, 1.0), s, tmp_path / f"{v.engine_voice}-{k}")
+             for v in plain for k, s in enumerate(_RICH)]
+    raws = run_espeak_batch(items, tmp_path)
+    assert len(raws) == len(items)
+    for v in plain:
+        labels = {lab for (_, _, stem) in items if stem.name.startswith(v.engine_voice + "-")
+                  for _, lab in raws[stem]["segs"]}
+        mapped = {map_espeak(lab) for lab in labels}  # raises on an unmapped mnemonic
+        assert len(mapped - {None, "sil"}) >= 30, (v.name, sorted(labels))
 
 
 def test_espeak_output_does_not_depend_on_the_batch(tmp_path):
@@ -363,6 +432,36 @@ def test_espeak_output_does_not_depend_on_the_batch(tmp_path):
     assert (tmp_path / "a1.wav").read_bytes() == (tmp_path / "a2.wav").read_bytes()
 
 
+def test_espeak_variants_all_used_or_excluded():
+    """Every variant of the installed espeak-ng 1.51 is a voice or listed with its reason; each variant
+    is spoken in exactly one accent, every accent has its variants and is a voice alone too."""
+    from toposcope.synth.voices import (ESPEAK_ACCENTS, ESPEAK_EXCLUDED, ESPEAK_TEST_ACCENTS, ESPEAK_VARIANTS,
+                                        espeak_pairs)
+
+    pairs = espeak_pairs()
+    assert list(pairs) == list(ESPEAK_VARIANTS) and not set(ESPEAK_VARIANTS) & set(ESPEAK_EXCLUDED)
+    per_accent = {a: sum(1 for acc in pairs.values() if acc == a) for a in ESPEAK_ACCENTS}
+    assert min(per_accent.values()) >= 11 and max(per_accent.values()) <= 12, per_accent
+    names = {v.engine_voice for v in VOICES.values() if v.engine == "espeak"}
+    assert names == set(ESPEAK_ACCENTS) | {f"{a}+{var}" for var, a in pairs.items()}
+    assert set(ESPEAK_TEST_ACCENTS) < set(ESPEAK_ACCENTS)
+    assert all(" " not in n for n in VOICES)  # "Mr serious" is voice ..+Mr_serious
+    try:
+        from toposcope.synth.espeak import _data_dir
+
+        data = Path(_data_dir())
+    except MissingPackageError:
+        pytest.skip("espeak-ng not installed")
+    import ctypes
+
+    lib = ctypes.CDLL("libespeak-ng.so.1")
+    lib.espeak_Info.restype = ctypes.c_char_p
+    if lib.espeak_Info(None) != b"1.51":
+        pytest.skip("the variant list was checked on espeak-ng 1.51")
+    installed = {p.name for p in (data / "voices" / "!v").iterdir()}
+    assert installed == set(ESPEAK_VARIANTS) | (set(ESPEAK_EXCLUDED) - {"mb/*"})
+
+
 def test_missing_espeak_variant_named():
     from toposcope.synth.espeak import check_espeak
 
@@ -371,3 +470,28 @@ def test_missing_espeak_variant_named():
     check_espeak(["en-us+m3", "en-gb-x-gbcwmd+Mr serious"])
     with pytest.raises(MissingPackageError, match=r"variant 'nope'.*apt-get install espeak-ng-data"):
         check_espeak(["en-us+nope"])  # espeak-ng itself would silently speak en-us without it
+
+
+def test_test_voices_held_out_in_a_2h_plan():
+    """The demo-size plan: every voice appears; test voices (one per engine at least, a whole espeak-ng
+    accent with its variants) never in train/valid; test speakers never in train."""
+    from toposcope.synth.voices import ESPEAK_TEST_ACCENTS, espeak_pairs
+
+    plan = plan_corpus(hours=2.0, seed=0)
+    by_split = {s: {p.speaker.voice.name for p in plan if p.split == s} for s in ("train", "valid", "test")}
+    assert by_split["train"] | by_split["valid"] | by_split["test"] == set(VOICES)
+    assert by_split["test"] == set(DEFAULT_TEST_VOICES)
+    assert not (by_split["train"] | by_split["valid"]) & set(DEFAULT_TEST_VOICES)
+    assert {VOICES[v].engine for v in DEFAULT_TEST_VOICES} == {"festival", "flite", "espeak"}
+    speakers = {s: {p.speaker.id for p in plan if p.split == s} for s in ("train", "test")}
+    assert speakers["test"] and not speakers["test"] & speakers["train"]
+    # the held-out accents and their variants are unseen in train
+    train_espeak = {VOICES[v].engine_voice for v in by_split["train"] if VOICES[v].engine == "espeak"}
+    assert not {ev.partition("+")[0] for ev in train_espeak} & set(ESPEAK_TEST_ACCENTS)
+    held_variants = {var for var, a in espeak_pairs().items() if a in ESPEAK_TEST_ACCENTS}
+    assert held_variants and not {ev.partition("+")[2] for ev in train_espeak} & held_variants
+    # each engine speaks about a third of every split
+    for split in ("train", "test"):
+        n = [sum(p.split == split and p.speaker.voice.engine == e for p in plan)
+             for e in ("festival", "flite", "espeak")]
+        assert max(n) - min(n) <= 2, (split, n)

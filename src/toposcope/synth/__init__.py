@@ -1,9 +1,10 @@
 """The embedded default corpus: speech synthesized locally with exact phone timings (docs/method.md § Data and phones).
 
-Voices (11): Festival kal_diphone, ked_diphone, cmu_us_slt_arctic_hts (one process per batch,
-:mod:`.festival`), Flite awb, rms, slt, kal16 (one process per utterance, :mod:`.flite`),
-espeak-ng accents/variants en-us+m3, en+f3, en-gb-scotland+m1, en-029+f2 (phoneme events via
-the C library, mapped to ARPAbet, :mod:`.espeak`).
+Voices (106, :data:`.voices.VOICES`; ``toposcope synth --list-voices``): Festival kal_diphone,
+ked_diphone, cmu_us_slt_arctic_hts (one process per batch, :mod:`.festival`); Flite awb, rms, slt,
+kal16 (one process per utterance, :mod:`.flite`); espeak-ng: the eight English accents alone and
+91 voice variants, each spoken in one accent (phoneme events via the C library, mapped to
+ARPAbet, :mod:`.espeak`). What is left out and why: :mod:`.voices`.
 
 ``synthesize(out, utterances=N | hours=H, seed=S)`` writes a corpus directory in the native
 format (docs/method.md § Data and phones: ``manifest.jsonl`` + ``audio/*.wav``, 16 kHz mono) with canonical labels
@@ -19,8 +20,10 @@ Plan (deterministic for a seed, and prefix-stable: utterance ``i`` depends only 
 * utterances follow a fixed 20-slot pattern (15 train, 2 valid, 3 test), so every corpus of
   three or more utterances has all three splits;
 * ``test`` uses whole held-out voices (:data:`.voices.DEFAULT_TEST_VOICES`: one Festival, one
-  Flite, one espeak-ng voice); ``train`` and ``valid`` use the other voices, round-robin, so
-  small corpora still hold every voice; test sentences come from their own pool too;
+  Flite voice and a whole espeak-ng accent with its variants); ``train`` and ``valid`` use the
+  other voices; each split goes round-robin over the engines and, within an engine, over its
+  voices (so each engine speaks about a third of every split however many voices it has, and
+  small corpora still hold every engine); test sentences come from their own pool too;
 * each utterance draws a rate and a pitch factor; ``(voice, rate, pitch)`` is its ``speaker``.
 
 All or nothing, and resumable (``docs/bad-inputs.md``): the corpus is built in ``.<out>.partial``
@@ -93,6 +96,14 @@ def _estimate_seconds(sentence: str, spk: Speaker) -> float:
     return (a + b * len(sentence)) / (spk.rate * spk.perturb)
 
 
+def _by_engine(voices: list[Voice]) -> list[list[Voice]]:
+    """The voices grouped by engine (engines and voices in the order given)."""
+    groups: dict[str, list[Voice]] = {}
+    for v in voices:
+        groups.setdefault(v.engine, []).append(v)
+    return list(groups.values())
+
+
 def plan_corpus(*, utterances: int | None = None, hours: float | None = None, seed: int = 0,
                 voices=None) -> list[PlannedUtterance]:
     """The deterministic list of utterances ``synthesize`` would produce (no synthesis)."""
@@ -115,7 +126,7 @@ def plan_corpus(*, utterances: int | None = None, hours: float | None = None, se
                              f"got {', '.join(v.name for v in vs)}")
         test_v = train_v[-1:]
         train_v = train_v[:-1]
-    voices_of = {"train": train_v, "valid": train_v, "test": test_v}
+    voices_of = {"train": _by_engine(train_v), "valid": _by_engine(train_v), "test": _by_engine(test_v)}
 
     sentences = load_sentences()
     order = np.random.default_rng([int(seed), 0xF0]).permutation(len(sentences))
@@ -132,9 +143,10 @@ def plan_corpus(*, utterances: int | None = None, hours: float | None = None, se
         split = _PATTERN[i % len(_PATTERN)]
         k = counts[split]
         counts[split] += 1
-        vlist = voices_of[split]
+        groups = voices_of[split]
         rng = np.random.default_rng([int(seed), 0x5EED, i])
-        voice = vlist[k % len(vlist)]
+        vlist = groups[k % len(groups)]
+        voice = vlist[(k // len(groups)) % len(vlist)]
         spk = voice.speaker(RATES[rng.integers(len(RATES))], PITCHES[rng.integers(len(PITCHES))])
         pool = pools[split]
         sentence = sentences[int(pool[k % len(pool)])]

@@ -1,12 +1,35 @@
 """Voices of the embedded default corpus and their rate/pitch speaker variants (docs/method.md § Data and phones).
 
+Voices (106; ``toposcope synth --list-voices`` prints them with their engine and package):
+
+* Festival (every English voice Debian ships; festvox-kallpc8k/kdlpc8k are the same two diphone
+  speakers at 8 kHz): ``kal_diphone``, ``ked_diphone``, ``cmu_us_slt_arctic_hts``;
+* Flite (every voice built into Debian's ``flite`` but ``awb_time``): ``awb``, ``rms``, ``slt``,
+  ``kal16``;
+* espeak-ng: the eight English accents of :data:`ESPEAK_ACCENTS` alone (``espeak_en-us``, ...),
+  and the 91 voice variants of :data:`ESPEAK_VARIANTS` (every variant of espeak-ng 1.51 but the
+  ten of :data:`ESPEAK_EXCLUDED`), each spoken in one accent (:func:`espeak_pairs`: 11 or 12
+  variants per accent), e.g. ``espeak_en-us+m3``. The variants change the formants (``formant``
+  lines: frequency, strength, width), the pitch range, voicing, breathiness, tone and the
+  synthesizer (``klatt``), so espeak-ng's formant variation comes with them. The MBROLA voices
+  (``mb/*``) are left out: they need the mbrola program and data (not installed, and not in this
+  machine's package sources).
+
+Held out for the ``test`` split (:data:`DEFAULT_TEST_VOICES`; no train or valid utterance uses
+them): Festival ``ked_diphone``, Flite ``rms``, and the whole ``en-gb-scotland`` accent
+(:data:`ESPEAK_TEST_ACCENTS`): the accent alone and its 12 variants (anikaRobot, boris, edward2,
+gustave, john, linda, m1, Mario, norbert, robosoft3, steph3, zac), so a test speaker's accent and
+variant are both unseen (a few variant files are near relatives of each other, e.g. steph/steph2 in
+train and steph3 in test, edward in train and edward2 in test; their accents differ). 15 test
+voices, 91 train/valid voices.
+
 Every ``(voice, rate, pitch)`` combination is one ``speaker`` of the corpus. ``rate`` is a speed
 factor (> 1 speaks faster), ``pitch`` a factor on F0. Where an engine can change F0 natively
-(Festival diphone voices through ``int_lr_params``, Flite awb/slt/kal16 through ``f0_shift``,
-espeak-ng through ``-p``) it does; for voices without pitch control (Festival
-``cmu_us_slt_arctic_hts``, Flite ``rms``) the pitch variant is a speed perturbation of the
-waveform (resampling by ``1/pitch``: F0 and formants scale by ``pitch``, every time scales by
-``1/pitch`` exactly, so the labels stay exact).
+(Festival diphone voices through ``int_lr_params``, Flite awb/slt/kal16 through ``f0_shift``)
+it does; for voices without pitch control (Festival ``cmu_us_slt_arctic_hts``, Flite ``rms``,
+espeak-ng, whose pitch parameter is not a factor on F0) the pitch variant is a speed perturbation
+of the waveform (resampling by ``1/pitch``: F0 and formants scale by ``pitch``, every time scales
+by ``1/pitch`` exactly, so the labels stay exact). Festival and Flite have no formant control.
 """
 
 from __future__ import annotations
@@ -18,7 +41,8 @@ from pathlib import Path
 
 __all__ = [
     "SynthError", "MissingPackageError", "Voice", "Speaker", "VOICES", "DEFAULT_TEST_VOICES",
-    "RATES", "PITCHES", "get_voices", "check_voices",
+    "RATES", "PITCHES", "get_voices", "check_voices", "ESPEAK_ACCENTS", "ESPEAK_TEST_ACCENTS",
+    "ESPEAK_VARIANTS", "ESPEAK_EXCLUDED", "OTHER_EXCLUDED", "espeak_pairs",
 ]
 
 
@@ -70,6 +94,101 @@ _FESTIVAL_VOICE_DIRS = {
     "cmu_us_slt_arctic_hts": "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts",
 }
 
+#: espeak-ng's English accents (the ``gmw`` language voices; ``en`` is gmw/en, British English).
+ESPEAK_ACCENTS: tuple[str, ...] = ("en-us", "en", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
+                                   "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+#: Accents held out whole for the ``test`` split (with every variant paired with them).
+ESPEAK_TEST_ACCENTS: tuple[str, ...] = ("en-gb-scotland",)
+#: espeak-ng voice variants used (files in ``espeak-ng-data/voices/!v``, sorted case-insensitively):
+#: every variant of espeak-ng 1.51 except :data:`ESPEAK_EXCLUDED`.
+ESPEAK_VARIANTS: tuple[str, ...] = (
+    "adam", "Alex", "Alicia", "Andrea", "Andy", "anika", "anikaRobot", "Annie", "announcer", "antonio",
+    "AnxiousAndy", "aunty", "belinda", "benjamin", "boris", "croak", "david", "Demonic", "Denis", "Diogo",
+    "ed", "edward", "edward2", "f1", "f2", "f3", "f4", "f5", "Gene", "Gene2", "grandma", "grandpa", "gustave",
+    "Henrique", "Hugo", "iven", "iven2", "iven3", "iven4", "Jacky", "john", "kaukovalta", "klatt", "klatt2",
+    "klatt3", "klatt4", "klatt5", "Lee", "linda", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "marcelo",
+    "Mario", "max", "Michael", "michel", "miguel", "Mike", "Mr serious", "Nguyen", "norbert", "pablo", "paul",
+    "pedro", "quincy", "rob", "robert", "robosoft2", "robosoft3", "robosoft4", "robosoft5", "robosoft7",
+    "sandro", "shelby", "steph", "steph2", "steph3", "Storm", "travis", "Tweaky", "UniRobot", "victor",
+    "whisper", "whisperf", "zac",
+)
+_STRONG_ECHO = ("strong late echo ({} ms later, amplitude {} of espeak-ng's maximum 100): the delayed copy rings "
+                "into the following phones and pauses, so the labels no longer delimit the sound (vowel/pause "
+                "RMS ratio {} on 40 sentences; kept variants: median 380)")
+#: espeak-ng voices and variants not used, with the reason (checked on espeak-ng 1.51). Every other
+#: variant synthesizes every sentence tried, with all phonemes mapped (the whisper variants included:
+#: unvoiced, but with the phones where the labels say). Kept echo variants: weak echoes (amplitude
+#: <= 50: Alicia, announcer, f2-f5, m2, pablo) or short ones (<= 10 ms: a robotic timbre whose tail,
+#: two delays, stays within 20 ms of the phone: anikaRobot, Demonic, robosoft2-5/7, UniRobot; their
+#: vowel/pause RMS ratios are 9-28).
+ESPEAK_EXCLUDED: dict[str, str] = {
+    "mb/*": "the MBROLA voices (en-uk = mb-en1, us-mbrola-1..3, en-german-*, ...) need the mbrola program "
+            "and its voice data: not installed here, and not in this machine's package sources",
+    "fast": "identical output to the accent without a variant (its only setting, fast_test2, acts above "
+            "~450 words per minute; our rates stay below 210)",
+    "caleb": "identical output to klatt (klatt 6 ignores its breath/voicing settings)",
+    "klatt6": "identical output to klatt",
+    "Marco": _STRONG_ECHO.format(50, 80, 19),
+    "RicishayMax": _STRONG_ECHO.format(100, 100, 6.3),
+    "RicishayMax2": _STRONG_ECHO.format(150, 100, 3.6),
+    "RicishayMax3": _STRONG_ECHO.format(200, 100, 3.1),
+    "robosoft": _STRONG_ECHO.format(30, 100, 9.2),
+    "robosoft6": _STRONG_ECHO.format(40, 100, 8.2),
+    "robosoft8": _STRONG_ECHO.format(40, 100, 11),
+}
+#: Flite and Festival voices not used, with the reason.
+OTHER_EXCLUDED: dict[str, str] = {
+    "flite awb_time": "a limited-domain voice (it only says the time of day: \"The time is now, a quarter past "
+                      "three\"); other text comes out cut short (\"The quick brown fox jumps.\" -> /dh ax/)",
+}
+#: Variants whose accent is fixed (the espeak-ng voices of the 11-voice corpus keep their names).
+_ESPEAK_PINNED = {"m3": "en-us", "f3": "en", "m1": "en-gb-scotland", "f2": "en-029"}
+
+
+def espeak_pairs() -> dict[str, str]:
+    """``{variant: accent}``: each variant of :data:`ESPEAK_VARIANTS` is spoken in exactly one accent.
+
+    The pinned variants keep their accent; every other variant, in :data:`ESPEAK_VARIANTS` order, goes
+    to the accent with the fewest variants so far (ties: :data:`ESPEAK_ACCENTS` order), so the accents
+    get 11 or 12 variants each and the pairing depends only on the two lists.
+    """
+    counts = {a: 0 for a in ESPEAK_ACCENTS}
+    for a in _ESPEAK_PINNED.values():
+        counts[a] += 1
+    out = {}
+    for var in ESPEAK_VARIANTS:
+        acc = _ESPEAK_PINNED.get(var)
+        if acc is None:
+            acc = min(ESPEAK_ACCENTS, key=counts.__getitem__)
+            counts[acc] += 1
+        out[var] = acc
+    return out
+
+
+#: ``seconds ~ a + b * characters`` at rate 1 for each accent without a variant (fitted on 200 sentences).
+_ESPEAK_LENGTH: dict[str, tuple[float, float]] = {
+    "en-us": (0.114, 0.0515), "en": (0.06, 0.0518), "en-gb-scotland": (0.061, 0.0503),
+    "en-gb-x-gbclan": (0.061, 0.0522), "en-gb-x-rp": (0.062, 0.0516), "en-gb-x-gbcwmd": (0.063, 0.0526),
+    "en-029": (0.067, 0.0523), "en-us-nyc": (0.098, 0.0508),
+}
+#: Variants that change the tempo (``stressLength``, ``speed``...): length over the accent's model on 40
+#: sentences, where it differs from 1 by 4 % or more (the others are within 3 %).
+_ESPEAK_TEMPO: dict[str, float] = {
+    "Alicia": 1.14, "Andrea": 0.87, "Andy": 1.06, "anika": 0.85, "anikaRobot": 0.86, "antonio": 0.85,
+    "AnxiousAndy": 1.23, "Demonic": 1.1, "Lee": 1.05, "m4": 1.06, "pedro": 0.85, "robosoft2": 0.87,
+    "robosoft3": 0.88, "robosoft4": 0.85, "robosoft5": 0.86, "robosoft7": 0.85, "UniRobot": 0.83,
+}
+
+
+def _espeak_voice(accent: str, variant: str | None) -> "Voice":
+    a, b = _ESPEAK_LENGTH[accent]
+    f = _ESPEAK_TEMPO.get(variant, 1.0) if variant else 1.0
+    if variant is None:
+        return Voice(f"espeak_{accent}", "espeak", accent, "espeak-ng", False, (round(a * f, 3), round(b * f, 4)))
+    return Voice(f"espeak_{accent}+{variant.replace(' ', '_')}", "espeak", f"{accent}+{variant}", "espeak-ng",
+                 False, (round(a * f, 3), round(b * f, 4)))
+
+
 VOICES: dict[str, Voice] = {v.name: v for v in (
     Voice("festival_kal_diphone", "festival", "kal_diphone", "festvox-kallpc16k", True, (0.76, 0.0601)),
     Voice("festival_ked_diphone", "festival", "ked_diphone", "festvox-kdlpc16k", True, (0.842, 0.0565)),
@@ -79,15 +198,18 @@ VOICES: dict[str, Voice] = {v.name: v for v in (
     Voice("flite_rms", "flite", "rms", "flite", False, (0.521, 0.0612)),
     Voice("flite_slt", "flite", "slt", "flite", True, (0.536, 0.052)),
     Voice("flite_kal16", "flite", "kal16", "flite", True, (0.509, 0.0485)),
-    # espeak-ng: accents x voice variants (``+m3`` etc.); pitch by speed perturbation
-    Voice("espeak_en-us+m3", "espeak", "en-us+m3", "espeak-ng", False, (0.066, 0.0523)),
-    Voice("espeak_en+f3", "espeak", "en+f3", "espeak-ng", False, (0.14, 0.0512)),  # British English (gmw/en)
-    Voice("espeak_en-gb-scotland+m1", "espeak", "en-gb-scotland+m1", "espeak-ng", False, (0.027, 0.0515)),
-    Voice("espeak_en-029+f2", "espeak", "en-029+f2", "espeak-ng", False, (0.169, 0.0521)),
+    # espeak-ng: each accent alone, then each variant in its accent (pitch by speed perturbation)
+    *(_espeak_voice(a, None) for a in ESPEAK_ACCENTS),
+    *(_espeak_voice(a, var) for var, a in espeak_pairs().items()),
 )}
 
-#: Whole voices held out for the ``test`` split (one per engine).
-DEFAULT_TEST_VOICES: tuple[str, ...] = ("festival_ked_diphone", "flite_rms", "espeak_en-gb-scotland+m1")
+#: Whole voices held out for the ``test`` split: Festival ked_diphone, Flite rms and every espeak-ng
+#: voice of the :data:`ESPEAK_TEST_ACCENTS` (the accent alone and its variants, none of them in train).
+DEFAULT_TEST_VOICES: tuple[str, ...] = (
+    "festival_ked_diphone", "flite_rms",
+    *(v.name for v in VOICES.values()
+      if v.engine == "espeak" and v.engine_voice.partition("+")[0] in ESPEAK_TEST_ACCENTS),
+)
 
 
 def register(voice: Voice) -> None:
@@ -123,12 +245,13 @@ def check_voices(voices: list[Voice]) -> None:
         elif v.engine == "flite":
             if shutil.which("flite") is None:
                 problems.append("program 'flite' not found (apt-get install flite)")
-        elif v.engine == "espeak":
-            from .espeak import check_espeak
-            try:
-                check_espeak()
-            except MissingPackageError as e:
-                problems.append(str(e))
+    espeak = [v.engine_voice for v in voices if v.engine == "espeak"]
+    if espeak:
+        from .espeak import check_espeak
+        try:
+            check_espeak(espeak)
+        except MissingPackageError as e:
+            problems.append(str(e))
     if problems:
         raise MissingPackageError("cannot synthesize the default corpus: " + "; ".join(sorted(set(problems))))
 
