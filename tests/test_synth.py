@@ -173,6 +173,10 @@ def test_cli_prints_summary(tmp_path, capsys):
     assert main(["synth", "--list-voices"]) == 0
     listed = capsys.readouterr().out
     assert all(v in listed for v in VOICES) and listed.count("held out for test") == len(DEFAULT_TEST_VOICES)
+    from toposcope.synth.voices import ESPEAK_EXCLUDED
+
+    not_used = listed.split("not used:")[1]
+    assert "awb_time" in not_used and all(f"espeak-ng {k}:" in not_used for k in ESPEAK_EXCLUDED)
     assert main(["synth", "--utterances", "3"]) == 2  # no --out: clear error
     assert "--out DIR is required" in capsys.readouterr().err
 

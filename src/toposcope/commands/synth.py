@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..validation import count_arg, positive_arg
 
-HELP = "synthesize the embedded default corpus (Festival/Flite voices, exact phone timings)"
+HELP = "synthesize the embedded default corpus (Festival/Flite/espeak-ng voices, exact phone timings)"
 DESCRIPTION = (
-    "Synthesize a phone-aligned speech corpus locally from Debian packages (festival, flite, "
+    "Synthesize a phone-aligned speech corpus locally from Debian packages (festival, flite, espeak-ng, "
     "fortunes): 16 kHz WAV + manifest.jsonl (the native corpus format). Whole voices are held out for the test "
     "split, unseen sentences for valid. Deterministic for a seed; re-running resumes. All or nothing: "
     "the corpus is built in .OUT.partial beside OUT and renamed when complete."
@@ -33,9 +33,7 @@ def run(args) -> int:
     from ..synth import DEFAULT_TEST_VOICES, VOICES, SynthError, synthesize, voices_by_split
 
     if args.list_voices:
-        for v in VOICES.values():
-            held = "  (held out for test)" if v.name in DEFAULT_TEST_VOICES else ""
-            print(f"{v.name:34s} engine={v.engine:8s} package={v.package}{held}")
+        _list_voices()
         return 0
     if not args.out:
         raise SynthError("--out DIR is required (the corpus directory to write)")
@@ -48,3 +46,19 @@ def run(args) -> int:
         print(f"  {name:5s} {sp['utterances']:6d} utterances  {sp['hours']:7.3f} h  "
               f"{len(sp['speakers']):3d} speakers  voices: {', '.join(voices[name])}")
     return 0
+
+
+def _list_voices() -> None:
+    """Every voice (engine, the engine's name for it, Debian package, test or train), then what is left out."""
+    from ..synth.voices import DEFAULT_TEST_VOICES, ESPEAK_EXCLUDED, OTHER_EXCLUDED, VOICES
+
+    width = max(len(n) for n in VOICES) + 2
+    for v in VOICES.values():
+        held = "  (held out for test)" if v.name in DEFAULT_TEST_VOICES else ""
+        print(f"{v.name:{width}s} engine={v.engine:8s} voice={v.engine_voice!r:28s} package={v.package}{held}")
+    n_test = sum(v in VOICES for v in DEFAULT_TEST_VOICES)
+    print(f"{len(VOICES)} voices: {len(VOICES) - n_test} train/valid, {n_test} test; "
+          "each voice x 3 rates x 3 pitches = 9 speakers")
+    print("not used:")
+    for name, why in {**{f"espeak-ng {k}": w for k, w in ESPEAK_EXCLUDED.items()}, **OTHER_EXCLUDED}.items():
+        print(f"  {name}: {why}")
