@@ -11,11 +11,15 @@ largest single frame is ``data_max_frame``.
 
 **One streaming pass** (:class:`ExemplarSearch`): batches of normalised features run forward once
 up to the deepest layer needed; every target of a layer is a row of a read-out matrix ``W (K, C)``,
-so all per-frame series of a batch are one ``einsum``; window means come from cumulative sums
-(float64). Per utterance and target the ``k`` best *non-overlapping* windows are picked greedily
+so all per-frame series of a batch are one gather plus one ``matmul``; window means come from cumulative
+sums (float64). Per utterance and target the ``k`` best *non-overlapping* windows are picked greedily
 (non-maximum suppression: a window that overlaps an already picked one of the same target and
 utterance is skipped, so the top-k are k distinct events, not one event shifted by a frame), and
-merged into a running top-k per target. Memory: ``O(targets x k)``, independent of the corpus.
+merged into a running top-k per target. All (utterance, target) pairs of a batch go through these
+steps together (array operations over the padded batch, windows past an utterance's valid frames
+masked), and pairs whose largest frame cannot beat the target's current k-th exemplar are dropped
+before any window is summed; the result is exactly that of one utterance and one target at a time
+(``tests/analysis/test_exemplars_reference.py``). Memory: ``O(targets x k)``, independent of the corpus.
 Windows whose value is ``<= 0`` (the target never fires there) are never exemplars. Exact ties (the
 same value in two windows) go to the utterance seen first, then the earlier window.
 
@@ -144,13 +148,16 @@ def window_span(layer_frame: int, n: int, rf, hop: int, sample_rate: int, durati
     return (int(f0), int(f1)), (max(0.0, (f0 - 0.5) * fs), min(float(duration), (f1 + 0.5) * fs))
 
 
-def _overlapping(phones, start: float, end: float) -> tuple:
-    """Segments of the sorted, non-overlapping ``phones`` with ``s < end and e > start``."""
+def _overlapping(phones, start: float, end: float, ends: Sequence[float] | None = None) -> tuple:
+    """Segments of the sorted, non-overlapping ``phones`` with ``s < end and e > start`` (``ends``: their end
+    times, when the caller has them)."""
     import bisect
 
-    i = max(0, bisect.bisect_right([p[1] for p in phones], start) - 1)
+    if ends is None:
+        ends = [p[1] for p in phones]
     out = []
-    for s, e, lab in phones[i:]:
+    for i in range(max(0, bisect.bisect_right(ends, start) - 1), len(phones)):
+        s, e, lab = phones[i]
         if s >= end:
             break
         if e > start:
@@ -256,14 +263,16 @@ class ExemplarSearch:
         if feats.shape[0] != len(utterances) or len(lengths) != len(utterances):
             raise ValueError(f"batch of {feats.shape[0]} feature rows, {len(lengths)} lengths and "
                              f"{len(utterances)} utterances")
-        with torch.no_grad():
+        with torch.inference_mode():  # the same kernels as no_grad, without autograd bookkeeping
             acts = _layer_acts(self.model, feats, self.layers)
         self.update_acts(acts, lengths, utterances)
 
     def update_acts(self, acts: dict, lengths, utterances: Sequence) -> None:
         """Add one batch from activations another pass recorded: ``acts[layer]`` ``(B, C, T_l)`` post-ReLU of a
         right-padded batch with ``lengths (B,)`` valid *feature* frames (e.g. the profile pass's; see
-        :func:`search_exemplars` ``alongside=``). Only valid frames are read, so batch padding never matters."""
+        :func:`search_exemplars` ``alongside=``). Only valid frames are read, so padding never enters a value
+        (the activations themselves, like any float32 convolution's, can differ in the last bits with the
+        padded length of the batch)."""
         lengths = [int(n) for n in torch.as_tensor(lengths).reshape(-1).tolist()]
         missing = [l for l in self.layers if l not in acts]
         if missing:
@@ -277,41 +286,69 @@ class ExemplarSearch:
                 self.phone_seconds[lab] = self.phone_seconds.get(lab, 0.0) + float(e) - float(s)
         self.n_utterances += len(utterances)
         k, ov = self.config.k, self.config.allow_overlap
+        B = len(lengths)
         for l in self.layers:
             a = acts[l]
+            T = a.shape[-1]
+            n, rf = self.windows[l], self.rf[l]
+            # valid layer frames of each utterance: [lo, lo + tv[b]) (lo is the same for every utterance)
+            spans = [rf.valid_frames(L, T) for L in lengths]
+            lo = spans[0].start
+            tv = np.array([v.stop - v.start for v in spans], dtype=np.int64)
+            tm = int(tv.max())
+            self.too_short[l] += int((tv < n).sum())
+            if tm == 0:
+                continue
             parts = [a[:, self.single_idx[l].to(a.device)]]
             if len(self.readout[l]):
                 W = self.readout[l].to(a)
-                parts.append(torch.matmul(W, a[:, :W.shape[1]]))
-            series = torch.cat(parts, dim=1).float().cpu().numpy()  # (B, K, T_l)
-            n, rf = self.windows[l], self.rf[l]
-            for b, L in enumerate(lengths):
-                v = rf.valid_frames(L, a.shape[-1])
-                s = series[b, :, v]  # (K, T_valid)
-                if s.shape[1] == 0:
-                    self.too_short[l] += 1
+                parts.append(torch.matmul(W, a[:, :W.shape[1]]))  # on the whole batch, as the profile pass sees it
+            series = torch.cat(parts, dim=1)[..., lo:lo + tm].float().cpu().numpy()  # (B, K, tm)
+            # per-frame peaks: the first utterance (then frame) with the largest value wins, as one by one
+            pk = series.argmax(axis=2)  # (B, K)
+            for i in np.flatnonzero((tv > 0) & (tv < tm)):
+                pk[i] = series[i, :, :tv[i]].argmax(axis=1)
+            pv = np.take_along_axis(series, pk[..., None], axis=2)[..., 0].astype(np.float64)
+            pv[np.isnan(pv) | (tv == 0)[:, None]] = -np.inf  # (NaN > peak is never true)
+            bb = pv.argmax(axis=0)  # (K,) first utterance with the batch's largest peak
+            K = pv.shape[1]
+            cand = pv[bb, np.arange(K)]
+            better = cand > self._peak[l]
+            self._peak[l][better] = cand[better]
+            self._peak_at[l][better, 0] = base + bb[better]
+            self._peak_at[l][better, 1] = lo + pk[bb[better], np.flatnonzero(better)]
+            if tm < n:
+                continue
+            # only (utterance, target) pairs whose best window beats the target's k-th exemplar before this
+            # batch can change its top k (the k-th value only grows; ties go to the earlier utterance). A
+            # window's mean is at most its largest frame, so pairs whose peak is below that (with a margin far
+            # above float64 rounding) are dropped before any window is summed.
+            thr = np.maximum(self._vals[l][:, -1], 0.0)
+            pv[tv < n] = -np.inf
+            ub, uk = np.nonzero(pv * (1.0 + 1e-6 + 1e-15 * tm * tm) > thr[None, :])
+            if not len(ub):
+                continue
+            rows_s = series[ub, uk]  # (P, tm)
+            c = np.zeros((len(ub), tm + 1))
+            np.cumsum(rows_s, axis=1, dtype=np.float64, out=c[:, 1:])
+            m = (c[:, n:] - c[:, :-n]) / n  # (P, tm - n + 1), float64, exactly as per utterance
+            m[np.arange(tm - n + 1)[None, :] > (tv[ub] - n)[:, None]] = -np.inf  # windows past the valid end
+            keep = m.max(axis=1) > thr[uk]
+            if not keep.all():
+                ub, uk, m = ub[keep], uk[keep], m[keep]
+                if not len(ub):
                     continue
-                pk = s.argmax(axis=1)
-                pv = s[np.arange(len(pk)), pk]
-                better = pv > self._peak[l]
-                self._peak[l][better] = pv[better]
-                self._peak_at[l][better, 0] = base + b
-                self._peak_at[l][better, 1] = v.start + pk[better]
-                if s.shape[1] < n:
-                    self.too_short[l] += 1
-                    continue
-                c = np.zeros((s.shape[0], s.shape[1] + 1))
-                np.cumsum(s, axis=1, dtype=np.float64, out=c[:, 1:])
-                means = (c[:, n:] - c[:, :-n]) / n  # (K, T_valid - n + 1), float64
-                # only targets whose best window here beats their current k-th exemplar can change
-                rows = np.flatnonzero((means.max(axis=1) > np.maximum(self._vals[l][:, -1], 0.0)))
-                if not len(rows):
-                    continue
-                means = means[rows]
-                means[means <= 0] = -np.inf  # a window where the target never fires is no exemplar
-                vals, starts = _nms_topk(means, k, n, ov)
-                self._merge(l, rows, vals, np.where(starts >= 0, base + b, -1),
-                            np.where(starts >= 0, starts + v.start, -1))
+            m[m <= 0] = -np.inf  # a window where the target never fires is no exemplar
+            vals, starts = _nms_topk(m, k, n, ov)
+            rows, inv = np.unique(uk, return_inverse=True)
+            V = np.full((len(rows), B * k), -np.inf)
+            U = np.full((len(rows), B * k), -1, dtype=np.int64)
+            S = np.full((len(rows), B * k), -1, dtype=np.int64)
+            cols = ub[:, None] * k + np.arange(k)[None, :]
+            V[inv[:, None], cols] = vals
+            U[inv[:, None], cols] = np.where(starts >= 0, base + ub[:, None], -1)
+            S[inv[:, None], cols] = np.where(starts >= 0, starts + lo, -1)
+            self._merge(l, rows, V, U, S)
 
     def _merge(self, l: str, rows, vals, utt, start) -> None:
         V = np.concatenate([self._vals[l][rows], vals], axis=1)
@@ -325,24 +362,34 @@ class ExemplarSearch:
         from ..labels import frame_times
 
         ex, peaks, in_frames = {}, {}, {}
+        ends: dict[int, list] = {}  # per utterance: its phones' end times
         for l in self.layers:
             n, rf = self.windows[l], self.rf[l]
             in_frames[l] = rf.size + (n - 1) * rf.jump
+            windows: dict[tuple[int, int], tuple] = {}  # (utterance, first frame) -> span and phones (shared by targets)
+            peak_t = self._peak_at[l][:, 1]
+            times = frame_times(int(peak_t.max()) + 1, self.model.geometry(l), self.hop, self.sr) \
+                if peak_t.max() >= 0 else None  # a frame's time does not depend on how many are asked for
             for r, key in enumerate(self.keys[l]):
                 out = []
-                for v, ui, s in zip(self._vals[l][r], self._utt[l][r], self._start[l][r]):
+                for v, ui, s in zip(self._vals[l][r].tolist(), self._utt[l][r].tolist(), self._start[l][r].tolist()):
                     if not np.isfinite(v) or ui < 0:
                         continue
                     u = self.utterances[ui]
-                    frames, (t0, t1) = window_span(int(s), n, rf, self.hop, self.sr, u.duration)
-                    out.append(Exemplar(utt=str(u.id), speaker=str(u.speaker), start=t0, end=t1, value=float(v),
-                                        phones=_overlapping(u.phones, t0, t1), layer_frame=int(s), frames=frames))
+                    w = windows.get((ui, s))
+                    if w is None:
+                        frames, (t0, t1) = window_span(s, n, rf, self.hop, self.sr, u.duration)
+                        if ui not in ends:
+                            ends[ui] = [p[1] for p in u.phones]
+                        w = windows[ui, s] = (frames, t0, t1, _overlapping(u.phones, t0, t1, ends[ui]))
+                    frames, t0, t1, phones = w
+                    out.append(Exemplar(utt=str(u.id), speaker=str(u.speaker), start=t0, end=t1, value=v,
+                                        phones=phones, layer_frame=s, frames=frames))
                 ex[key] = out
                 pv = self._peak[l][r]
                 if np.isfinite(pv):
                     ui, t = self._peak_at[l][r]
-                    time_s = float(frame_times(int(t) + 1, self.model.geometry(l), self.hop, self.sr)[int(t)])
-                    peaks[key] = (float(pv), str(self.utterances[ui].id), time_s)
+                    peaks[key] = (float(pv), str(self.utterances[ui].id), float(times[int(t)]))
                 else:
                     peaks[key] = None
         return ExemplarResult(exemplars=ex, frame_max=peaks, n_utterances=self.n_utterances,
