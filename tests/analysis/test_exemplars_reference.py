@@ -117,3 +117,27 @@ def test_batched_search_equals_per_utterance_reference_exactly(tiny_model, k, al
         assert all(x.value < 100 for x in res.exemplars[t.key])  # no padded frame was read
     assert n_ties > 0  # the planted values did produce ties for the tie-breaking to decide
 
+
+def test_reused_exemplar_figure_gives_the_png_of_a_new_one():
+    """``exemplars_run`` redraws one figure per shape for every region; each PNG must be the one a new figure
+    gives (labels of different lengths move the constrained layout, so the reused figure starts from the
+    grid's positions again)."""
+    from toposcope.analysis.exemplars import _close_figures, _exemplar_figure
+
+    rng = np.random.default_rng(0)
+    regions = []
+    for r, phones in enumerate(["sil", "aa b k s iy ng th dh eh ow w", "z"]):
+        crops = rng.normal(size=(4, 16, 12)).astype(np.float32) * (r + 1)
+        labels = [f"u{r}{i} {0.1 * i:.2f}s  {1.5 - 0.1 * i:.2f}\n{phones}" for i in range(4)]
+        regions.append((crops, crops.mean(0), labels, f"conv1 · /g{r}/ · top 4 real windows (joint)"))
+    shared: dict = {}
+    try:
+        for crops, mean, labels, title in regions:
+            fresh: dict = {}
+            want = _exemplar_figure(crops, mean, labels, suptitle=title, frame_seconds=0.01, figures=fresh)
+            _close_figures(fresh)
+            got = _exemplar_figure(crops, mean, labels, suptitle=title, frame_seconds=0.01, figures=shared)
+            assert len(shared) == 1
+            assert got == want
+    finally:
+        _close_figures(shared)

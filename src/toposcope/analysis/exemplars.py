@@ -48,7 +48,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .._util import progress as _bar, write_bytes_atomic, write_json_atomic
+from .._util import progress as _bar, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["ExemplarConfig", "Target", "targets_for_region", "ExemplarSearch", "ExemplarResult", "Exemplar",
            "window_span", "phone_histogram", "search_exemplars", "exemplars_run", "region_exemplars", "exemplars_for_optimal", "MEDIA"]
@@ -503,12 +503,8 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
                 if g not in regions[l]:
                     raise ValueError(f"group {g!r} has no region in {l}; groups: {', '.join(sorted(regions[l]))}")
                 jobs.append((l, g, regions[l][g]))
-        prof_meta = {}
         pp = run_dir / "profiles" / f"{profiles}.npz"
-        if pp.is_file():
-            from .profiles import load_profiles
-
-            prof_meta = load_profiles(pp).meta
+        prof_meta = _profiles_meta(pp) if pp.is_file() else {}
         data = data or prof_meta.get("corpus")
         if not data:
             raise ValueError("no corpus given (--data) and none recorded in the profiles file")
@@ -526,21 +522,24 @@ def exemplars_run(run_dir, *, data=None, split: str | None = None, layers: Seque
         common = {"run": str(run_dir), "checkpoint": run.meta.get("which", checkpoint), "corpus": str(corpus.root),
                   "split": split, "n_utterances_searched": res.n_utterances, "k": config.k, "maps": maps}
         summary_regions = []
-        audio_cache: dict[str, np.ndarray] = {}
-        for l, g, reg in _bar(jobs, enabled=progress, desc="exemplar files"):
-            d = region_exemplars(res, l, g, reg, grid=model.grids[l], hop=fcfg.hop, sample_rate=fcfg.sample_rate)
-            d.update(common)
-            d["n_utterances_too_short"] = res.too_short[l]
-            stem = safe_filename(g)
-            if media != "none":
-                _write_media(out / l / stem, d, media=media, corpus=corpus, store=store, fcfg=fcfg,
-                             rel=f"{l}/{stem}", audio_cache=audio_cache)
-            write_json_atomic(out / l / f"{stem}.json", d)
-            j = d["targets"][-1]
-            top = next(iter(d["phone_histogram"]), None)
-            summary_regions.append({"layer": l, "group": g, "path": str(out / l / f"{stem}.json"),
-                                    "joint_data_max_window": j["data_max_window"],
-                                    "joint_top_phone": top, "joint_exemplars": len(j["exemplars"])})
+        cache: dict = {"audio": {}, "figures": {}}  # media: recordings read, figures drawn (reused per shape)
+        try:
+            for l, g, reg in _bar(jobs, enabled=progress, desc="exemplar files"):
+                d = region_exemplars(res, l, g, reg, grid=model.grids[l], hop=fcfg.hop, sample_rate=fcfg.sample_rate)
+                d.update(common)
+                d["n_utterances_too_short"] = res.too_short[l]
+                stem = safe_filename(g)
+                if media != "none":
+                    _write_media(out / l / stem, d, media=media, corpus=corpus, store=store, fcfg=fcfg,
+                                 rel=f"{l}/{stem}", cache=cache)
+                _write_json(out / l / f"{stem}.json", d)
+                j = d["targets"][-1]
+                top = next(iter(d["phone_histogram"]), None)
+                summary_regions.append({"layer": l, "group": g, "path": str(out / l / f"{stem}.json"),
+                                        "joint_data_max_window": j["data_max_window"],
+                                        "joint_top_phone": top, "joint_exemplars": len(j["exemplars"])})
+        finally:
+            _close_figures(cache["figures"])
         done = {(r["layer"], r["group"]) for r in summary_regions}
         from .._util import read_json
 
@@ -597,14 +596,94 @@ def region_exemplars(res: ExemplarResult, layer: str, group: str, region: dict, 
             "targets": tlist, "phone_histogram": tlist[-1]["phone_histogram"]}
 
 
-def _write_media(folder: Path, d: dict, *, media: str, corpus, store, fcfg, rel: str, audio_cache: dict) -> None:
-    """Crops (``crops.npz``), WAV snippets and ``exemplars.png`` of one region; adds their paths to ``d``."""
+def _profiles_meta(path: Path) -> dict:
+    """``meta`` of a profiles file (corpus, split) without loading its arrays; a file this cannot read goes
+    through :func:`~toposcope.analysis.profiles.load_profiles` (its errors)."""
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" in z.files and "groups" in z.files:
+                meta = json.loads(str(z["meta"]))
+                if isinstance(meta, dict):
+                    return meta
+    except Exception:  # unreadable: let load_profiles say why
+        pass
+    from .profiles import load_profiles
+
+    return load_profiles(path).meta
+
+
+def _write_json(path: Path, d: dict) -> None:
+    """:func:`~toposcope._util.write_json_atomic`'s bytes, without its conversion pass when ``d`` holds plain JSON
+    types only (a region's JSON does; anything else, or a NaN, goes the converting way)."""
+    import json
+
+    try:
+        text = json.dumps(d, indent=1, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        write_json_atomic(path, d)
+        return
+    write_text_atomic(path, text)
+
+
+def _close_figures(figures: dict) -> None:
+    if figures:
+        import matplotlib.pyplot as plt
+
+        for art in figures.values():
+            plt.close(art["fig"])
+        figures.clear()
+
+
+def _exemplar_figure(crops: np.ndarray, mean: np.ndarray, labels: list[str], *, suptitle: str, frame_seconds: float,
+                     figures: dict) -> bytes:
+    """PNG of :func:`~toposcope.viz.inputs.plot_exemplars` (dpi 90). A figure of the same shape drawn before is
+    reused (new images, colour limits and titles; layout recomputed as for a new figure), which gives the same
+    PNG for a fraction of the cost of building the figure again."""
+    import io
+
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..viz.inputs import plot_exemplars
+
+    key = (crops.shape, float(frame_seconds))
+    art = figures.get(key) if hasattr(matplotlib.axes.Axes, "_set_position") else None
+    if art is None:
+        _close_figures(figures)  # one figure at a time
+        art = figures[key] = plot_exemplars(crops, labels, mean=mean, frame_seconds=frame_seconds, suptitle=suptitle)
+    else:  # what plot_exemplars sets per call: images (mean: own colour scale; crops: one shared), titles
+        c = np.asarray(crops, dtype=float)
+        m = np.asarray(mean, dtype=float)
+        im = art["images"]
+        im[0].set_data(m)
+        im[0].set_clim(float(m.min()), float(m.max()))
+        vmin, vmax = float(np.nanmin(c)), float(np.nanmax(c))
+        for i, ax in enumerate(art["axes"]):
+            im[i + 1].set_data(c[i])
+            im[i + 1].set_clim(vmin, vmax)
+            ax.set_title(labels[i], fontsize=7)
+        art["fig"].suptitle(suptitle, fontsize=10)
+        for ax in art["fig"].axes:  # constrained layout starts from the grid's positions, as in a new figure
+            ax._set_position(ax.get_subplotspec().get_position(art["fig"]), which="both")
+    buf = io.BytesIO()
+    art["fig"].savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def _write_media(folder: Path, d: dict, *, media: str, corpus, store, fcfg, rel: str, cache: dict) -> None:
+    """Crops (``crops.npz``), WAV snippets and ``exemplars.png`` of one region; adds their paths to ``d``.
+    ``cache``: ``audio`` (recordings read), ``figures`` (reused), ``by_id`` (the corpus by utterance id)."""
     import io
 
     from ..audio import read_audio, write_wav
 
     folder.mkdir(parents=True, exist_ok=True)
-    by_id = {}
+    audio_cache = cache.setdefault("audio", {})
     arrays = {}
     for t in d["targets"]:
         if media == "joint" and t["name"] != "joint":
@@ -614,11 +693,12 @@ def _write_media(folder: Path, d: dict, *, media: str, corpus, store, fcfg, rel:
             f0, f1 = x["frames"]
             crops.append(np.asarray(store.get(x["utt"])[:, f0:f1 + 1], dtype=np.float32))
             if x["utt"] not in audio_cache:
-                if not by_id:
-                    by_id.update({u.id: u for u in corpus})
+                if "by_id" not in cache:
+                    cache["by_id"] = {u.id: u for u in corpus}
                 if len(audio_cache) > 64:
                     audio_cache.clear()
-                audio_cache[x["utt"]] = read_audio(corpus.audio_path(by_id[x["utt"]]), sample_rate=fcfg.sample_rate)
+                audio_cache[x["utt"]] = read_audio(corpus.audio_path(cache["by_id"][x["utt"]]),
+                                                   sample_rate=fcfg.sample_rate)
             wave = audio_cache[x["utt"]]
             a, b = int(round(x["start"] * fcfg.sample_rate)), int(round(x["end"] * fcfg.sample_rate))
             name = f"{t['name']}_{rank}.wav"
@@ -635,22 +715,12 @@ def _write_media(folder: Path, d: dict, *, media: str, corpus, store, fcfg, rel:
         d["crops"] = f"{rel}/crops.npz"
     joint = d["targets"][-1]
     if "joint" in arrays:
-        import matplotlib
-
-        if not os.environ.get("MPLBACKEND"):
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from ..viz.inputs import plot_exemplars
-
         labels = [f"{x['utt']} {x['start']:.2f}s  {x['value']:.2f}\n"
                   + " ".join(lab for _, _, lab in x["phones"]) for x in joint["exemplars"]]
-        art = plot_exemplars(arrays["joint"], labels, mean=arrays["joint_mean"], frame_seconds=fcfg.frame_seconds,
-                             suptitle=f"{d['layer']} · /{d['group']}/ · top {len(labels)} real windows (joint)")
-        buf = io.BytesIO()
-        art["fig"].savefig(buf, format="png", dpi=90)
-        plt.close(art["fig"])
-        write_bytes_atomic(folder / "exemplars.png", buf.getvalue())
+        png = _exemplar_figure(arrays["joint"], arrays["joint_mean"], labels, frame_seconds=fcfg.frame_seconds,
+                               suptitle=f"{d['layer']} · /{d['group']}/ · top {len(labels)} real windows (joint)",
+                               figures=cache.setdefault("figures", {}))
+        write_bytes_atomic(folder / "exemplars.png", png)
         d["figure"] = f"{rel}/exemplars.png"
 
 
