@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_profiles import make_batches, profile, timed  # noqa: E402
+from bench_profiles import load_version, make_batches, profile, timed  # noqa: E402
 
 from toposcope.analysis.exemplars import ExemplarConfig, ExemplarSearch, targets_for_region  # noqa: E402
 from toposcope.config import load_config  # noqa: E402
@@ -84,17 +84,6 @@ def forward(model, batches, layers):
     with torch.inference_mode():
         for x, _, _ in batches:
             _layer_acts(model, x, layers)
-
-
-def load_before(path):
-    """``ExemplarSearch`` of another version of ``analysis/exemplars.py`` (imported as a sibling module)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("toposcope.analysis._exemplars_before", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod.ExemplarSearch
 
 
 def same_exemplars(a, b) -> bool:
@@ -151,7 +140,7 @@ def main() -> None:
            "fwd conv6": lambda: forward(model, batches, model.layer_names),
            "ex conv2": lambda: search(model, batches, demo, cfg)}
     if a.before:
-        before = load_before(a.before)
+        before = load_version(a.before, "exemplars").ExemplarSearch
         same = same_exemplars(search(model, batches, targets, cfg), search(model, batches, targets, cfg, before))
         fns["ex@before"] = lambda: search(model, batches, targets, cfg, before)
         fns["conv2@before"] = lambda: search(model, batches, demo, cfg, before)

@@ -92,16 +92,22 @@ def forward_only(model, batches):
             model(x, lengths)
 
 
-def load_before(path):
-    """``ProfileAccumulator`` of another version of ``analysis/profiles.py`` (imported as a sibling module)."""
+def load_version(path, name: str):
+    """Another version of ``toposcope/analysis/<name>.py`` (e.g. ``git show REV:...``), imported as the sibling
+    module ``toposcope.analysis._<name>_before``."""
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location("toposcope.analysis._profiles_before", path)
+    spec = importlib.util.spec_from_file_location(f"toposcope.analysis._{name}_before", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
-    return mod.ProfileAccumulator
+    return mod
+
+
+def load_before(path):
+    """``ProfileAccumulator`` of another version of ``analysis/profiles.py``."""
+    return load_version(path, "profiles").ProfileAccumulator
 
 
 def timed(fns: dict, repeats: int) -> dict:
