@@ -74,12 +74,14 @@ def table(results: list[dict], meta: dict) -> str:
     return "\n".join([BEGIN, info, "", head, sep, *rows, END])
 
 
-def write_doc(doc: Path, text: str) -> None:
+def write_doc(doc: Path, text: str, *, begin: str = BEGIN, end: str = END, heading: str = "λ sweep") -> None:
+    """Put ``text`` (which starts with ``begin`` and ends with ``end``) in place of the block between those
+    markers in ``doc``, or append it under ``## heading``."""
     old = doc.read_text() if doc.exists() else "# Training benchmarks\n"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + text + old[old.index(end) + len(end):]
     else:
-        new = old.rstrip("\n") + "\n\n## λ sweep\n\n" + text + "\n"
+        new = old.rstrip("\n") + f"\n\n## {heading}\n\n" + text + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(new)
 

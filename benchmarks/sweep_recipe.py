@@ -81,15 +81,6 @@ def table(results: list[dict], meta: dict) -> str:
     return "\n".join([BEGIN, info, "", head, "|" + "---|" * 9, *rows, END])
 
 
-def write_doc(doc: Path, text: str) -> None:
-    old = doc.read_text() if doc.exists() else "# Training benchmarks\n"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n## Recipe sweep\n\n" + text + "\n"
-    doc.write_text(new)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -156,7 +147,9 @@ def main(argv=None) -> int:
     print(text)
     (out / "recipe.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     if not args.no_doc:
-        write_doc(Path(args.doc), text)
+        from sweep_lambda import write_doc  # benchmarks/ is sys.path[0] when run as a script
+
+        write_doc(Path(args.doc), text, begin=BEGIN, end=END, heading="Recipe sweep")
     return 0
 
 
