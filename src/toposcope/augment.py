@@ -296,6 +296,11 @@ class Draw:
     vtlp: float = 1.0
     masks: list = field(default_factory=list)
 
+    @property
+    def waveform(self) -> bool:
+        """Does this draw need the audio (speed, reverberation or noise)?"""
+        return self.speed != 1.0 or self.reverb is not None or self.snr is not None
+
 
 class Augmenter:
     """Augments training items; picklable (it travels to ``DataLoader`` workers).
@@ -374,9 +379,9 @@ class Augmenter:
         from .features import log_mel
 
         c, d = self.config, self.draw(rng, item)
-        if d.speed == 1.0 and d.reverb is None and d.snr is None and callable(feats):
+        if not d.waveform and callable(feats):
             feats = feats()
-        if d.speed != 1.0 or d.reverb is not None or d.snr is not None or feats is None:
+        if d.waveform or feats is None:
             wave = read_audio(audio_path, sample_rate=self.features.sample_rate)
             wave = self.waveform(wave, d, rng)
             feats = log_mel(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), self.features)
