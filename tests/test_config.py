@@ -102,6 +102,10 @@ def test_dataclasses_validate_when_built_in_python():
         TrainConfig(max_minutes=-1.0)
     with pytest.raises(ConfigError, match="finite"):
         TrainConfig(grad_clip=math.nan)
+    with pytest.raises(ConfigError, match="sorted_epochs must be >= 0"):
+        TrainConfig(sorted_epochs=-1)
+    with pytest.raises(ConfigError, match="sorted_epochs must be an integer"):
+        TrainConfig(sorted_epochs=1.5)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="at least one conv layer"):
         ModelConfig(name="x", features=load_config("tiny").model.features, layers=())
     with pytest.raises(dataclasses.FrozenInstanceError):

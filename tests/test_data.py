@@ -269,6 +269,18 @@ def test_bucket_sampler_frame_budget_and_ranks():
         BucketBatchSampler([10], 4, rank=0, world_size=2)
 
 
+def test_bucket_sampler_sorted_epochs_go_shortest_first_then_shuffle():
+    lengths = [300, 100, 200, 400, 150, 250, 50]
+    s = BucketBatchSampler(lengths, batch_size=2, seed=3, sorted_epochs=2)
+    # sorted by length: 50(6) 100(1) | 150(4) 200(2) | 250(5) 300(0) | 400(3)
+    assert s.epoch_batches(0) == s.epoch_batches(1) == [[6, 1], [4, 2], [5, 0], [3]]
+    plain = BucketBatchSampler(lengths, batch_size=2, seed=3)
+    assert s.epoch_batches(2) == plain.epoch_batches(2) and s.epoch_batches(5) == plain.epoch_batches(5)
+    assert plain.epoch_batches(0) != [[6, 1], [4, 2], [5, 0], [3]]  # this seed shuffles epoch 0
+    with pytest.raises(ValueError, match="sorted_epochs"):
+        BucketBatchSampler(lengths, 2, sorted_epochs=-1)
+
+
 def test_collate_pads_and_reports_lengths():
     items = [(torch.ones(3, n), torch.tensor([3, 4, 5][:k]), None) for n, k in ((4, 1), (7, 3))]
     b = collate(items, pad_to=9)

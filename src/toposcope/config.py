@@ -115,9 +115,11 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (linear warmup, cosine decay to min_lr_ratio * lr) or "constant"
     min_lr_ratio: float = 0.05
     log_every: int = 10  # steps between "train" lines in metrics.jsonl
+    sorted_epochs: int = 0  # the first N epochs shortest batch first ("SortaGrad"), then shuffled
 
     def __post_init__(self) -> None:
-        _check_numbers(self, ("neighborhood", "batch_size", "epochs", "max_steps", "warmup_steps", "seed", "log_every"),
+        _check_numbers(self, ("neighborhood", "batch_size", "epochs", "max_steps", "warmup_steps", "seed", "log_every",
+                        "sorted_epochs"),
                        ("topo_weight", "lr", "weight_decay", "max_batch_seconds", "grad_clip", "max_minutes",
                         "min_lr_ratio"))
         if self.topo_weight < 0:
@@ -128,8 +130,10 @@ class TrainConfig:
             raise ConfigError(f"boundary must be 'clip' or 'wrap', got {self.boundary!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 0 or self.max_steps < 0:
             raise ConfigError(f"impossible training settings: {self}")
-        if self.max_minutes < 0 or self.max_batch_seconds < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
-            raise ConfigError(f"max_minutes, max_batch_seconds, warmup_steps and grad_clip must be >= 0: {self}")
+        if (self.max_minutes < 0 or self.max_batch_seconds < 0 or self.warmup_steps < 0 or self.grad_clip < 0
+                or self.sorted_epochs < 0):
+            raise ConfigError(f"max_minutes, max_batch_seconds, warmup_steps, grad_clip and sorted_epochs must be "
+                              f">= 0: {self}")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0 or self.log_every < 1:

@@ -261,10 +261,13 @@ class BucketBatchSampler:
     ``max_frames > 0``) at most ``max_frames`` total frames, at least ``world_size`` items each.
     ``epoch_batches(epoch)`` returns the global batches (lists of item indices) in the epoch's order;
     ``local(batch)`` is this rank's share. Same ``seed`` and ``epoch`` -> same order on every rank.
+    ``sorted_epochs``: the first that many epochs (0-based ``epoch < sorted_epochs``) go shortest batch first
+    instead of shuffled ("SortaGrad", Amodei et al. 2016, Deep Speech 2 §3.1): CTC learns its alignments on
+    short utterances before it meets long ones.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, *, max_frames: int = 0, shuffle: bool = True,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, sorted_epochs: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -272,6 +275,9 @@ class BucketBatchSampler:
         self.lengths = list(lengths)
         self.batch_size, self.max_frames = int(batch_size), int(max_frames)
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, int(seed), rank, world_size
+        if sorted_epochs < 0:
+            raise ValueError(f"sorted_epochs must be >= 0, got {sorted_epochs}")
+        self.sorted_epochs = int(sorted_epochs)
         if len(self.lengths) < world_size:
             raise ValueError(f"{len(self.lengths)} utterances cannot feed {world_size} processes")
         order = sorted(range(len(self.lengths)), key=lambda i: (self.lengths[i], i))
@@ -295,7 +301,7 @@ class BucketBatchSampler:
         return len(self.batches)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        if not self.shuffle:
+        if not self.shuffle or epoch < self.sorted_epochs:  # self.batches are in ascending length order
             return [list(b) for b in self.batches]
         g = torch.Generator().manual_seed(self.seed * 100003 + int(epoch))
         perm = torch.randperm(len(self.batches), generator=g).tolist()

@@ -442,7 +442,8 @@ class _Trainer:
         fsec = cfg.model.features.frame_seconds
         self.sampler = BucketBatchSampler(self.train_ds.lengths, tc.batch_size,
                                           max_frames=int(tc.max_batch_seconds / fsec) if tc.max_batch_seconds else 0,
-                                          shuffle=True, seed=tc.seed, rank=dist.rank, world_size=dist.world_size)
+                                          shuffle=True, seed=tc.seed, rank=dist.rank, world_size=dist.world_size,
+                                          sorted_epochs=tc.sorted_epochs)
         self.steps_per_epoch = len(self.sampler)
         self.augment = self._augment(cfg, corpus, model) if cfg.augment.enabled else None
         planned = self.steps_per_epoch * tc.epochs
