@@ -28,11 +28,23 @@ HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- recipe:begin -->", "<!-- recipe:end -->"
 
 
-def variant_config(base: str, overlay: dict):
-    """The base config with ``overlay`` merged in (see the variants file's header)."""
-    from toposcope.config import config_from_dict, load_config
+def base_config(name: str):
+    """A base for variants: ``benchmarks/recipe_bases/<name>.toml`` when it exists (the frozen config a sweep
+    round started from), else a shipped config name or TOML path (:func:`toposcope.config.load_config`)."""
+    from toposcope.config import load_config
 
-    d = copy.deepcopy(load_config(base).to_dict())
+    frozen = HERE / "recipe_bases" / f"{name}.toml"
+    return load_config(str(frozen) if frozen.is_file() else name)
+
+
+def variant_config(base: str, overlay: dict):
+    """The base config with ``overlay`` merged in (see the variants file's header). A ``base`` key in the
+    overlay replaces ``base`` (:func:`base_config`)."""
+    from toposcope.config import config_from_dict
+
+    overlay = dict(overlay)
+    base = overlay.pop("base", base)
+    d = copy.deepcopy(base_config(base).to_dict())
     for key, val in overlay.items():
         if key == "layers":
             for i, change in val.items():
