@@ -300,8 +300,11 @@ def test_resume_refuses_a_changed_augment_table(tones, tmp_path):
 def test_augment_table_round_trips_and_defaults_off():
     import tomllib
 
-    small = load_config("small")  # the table is there, switched off (docs/benchmarks/training.md § Recipe sweep)
-    assert not small.augment.enabled and small.augment.speeds == (0.9, 1.0, 1.1)
+    small = load_config("small")  # VTLP only (docs/benchmarks/training.md § Recipe sweep, round 2)
+    a = small.augment
+    assert a.enabled and a.speeds == (1.0,) and a.vtlp_prob == 0.8 and a.vtlp == (0.85, 1.15)
+    assert a.noise_prob == a.reverb_prob == a.time_masks == a.freq_masks == 0
+    assert not a.waveform  # a warp of the cached features: no audio is read while training
     assert not load_config("tiny").augment.enabled  # absent table: off
     on = dataclasses.replace(small, augment=AugmentConfig(enabled=True, speeds=(0.95, 1.05), noise_dir="/x",
                                                           snr_db=(0, 12.5)))
