@@ -67,6 +67,24 @@ def test_loss_falls_and_topo_raises_similarity(tones, tmp_path):
         assert abs(r0["similarity"][layer]) < 0.2
 
 
+def test_sorted_epochs_reach_the_sampler(tones, tmp_path, monkeypatch):
+    """``sorted_epochs = 1``: training reads epoch 1 in the sampler's length order, epoch 2 shuffled."""
+    import toposcope.train as T
+
+    seen, real = {}, T.batch_loader
+
+    def spy(dataset, sampler, epoch, **kw):
+        seen[epoch] = (sampler.epoch_batches(epoch), [list(b) for b in sampler.batches], dataset.lengths)
+        return real(dataset, sampler, epoch, **kw)
+
+    monkeypatch.setattr(T, "batch_loader", spy)
+    train(tones.root, tmp_path / "r", config=tiny(sorted_epochs=1, batch_size=2), epochs=2, progress=False)
+    (e0, by_length, lengths), (e1, _, _) = seen[0], seen[1]
+    assert e0 == by_length and e1 != by_length and sorted(e1) == sorted(by_length)
+    longest = [max(lengths[i] for i in b) for b in e0]
+    assert longest == sorted(longest)
+
+
 def _params(run, which="last"):
     return load_checkpoint(run / "checkpoints" / f"{which}.pt")
 

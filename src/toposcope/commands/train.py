@@ -28,7 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="turn the config's [augment] table on or off (default: as the config says; off in the shipped configs)")
+                   help="turn the config's [augment] table on or off (default: as the config says; in the shipped "
+                        "configs only small's is on, with VTLP alone)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
