@@ -12,27 +12,37 @@ import sys
 import torch
 
 from toposcope.checkpoint import load_run
-from toposcope.evaluate import transcribe, error_rates
 from toposcope.corpus import Corpus
-from toposcope.data import SpeechDataset, load_features, collate
-run = load_run(sys.argv[1]); corpus = Corpus.load(sys.argv[2], alignments=False)
+from toposcope.data import SpeechDataset, collate, load_features
+from toposcope.evaluate import error_rates, transcribe
+
+run = load_run(sys.argv[1])
+corpus = Corpus.load(sys.argv[2], alignments=False)
 store = load_features(corpus, run.config.model.features, progress=False)
-ds = {s: SpeechDataset(corpus.split(s), store) for s in ('train', 'valid', 'test')}
-def score(model, s):
-    p = transcribe(model, ds[s], batch_size=16, progress=False); return round(100 * error_rates([r for r, _ in p], [h for _, h in p])[0], 1)
-def adapt(src):
+ds = {s: SpeechDataset(corpus.split(s), store) for s in ("train", "valid", "test")}
+
+
+def cer(model, split: str) -> float:
+    pairs = transcribe(model, ds[split], batch_size=16, progress=False)
+    return round(100 * error_rates([r for r, _ in pairs], [h for _, h in pairs])[0], 1)
+
+
+def adapted(split: str):
+    """A copy of the model whose BatchNorm statistics are the plain average over ``split``'s utterances."""
     m = copy.deepcopy(run.model)
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm1d):
-            mod.reset_running_stats(); mod.momentum = None
+            mod.reset_running_stats()
+            mod.momentum = None  # cumulative average
     m.train()
     with torch.no_grad():
-        d = ds[src]
-        for i in range(len(d)):  # one utterance at a time: no padding in the batch statistics
-            f, t, u = d[i]
-            b = collate([(f, t, u)])
+        for i in range(len(ds[split])):  # one utterance at a time: no padding in the batch statistics
+            b = collate([ds[split][i]])
             m(b.feats, b.lengths)
-    m.eval(); return m
-print('as trained', 'valid', score(run.model, 'valid'), 'test', score(run.model, 'test'))
-for src in ('train', 'test'):
-    m = adapt(src); print('BN stats from', src, 'valid', score(m, 'valid'), 'test', score(m, 'test'))
+    return m.eval()
+
+
+print("as trained: valid", cer(run.model, "valid"), "test", cer(run.model, "test"))
+for src in ("train", "test"):
+    m = adapted(src)
+    print(f"BN statistics from {src}: valid", cer(m, "valid"), "test", cer(m, "test"))
