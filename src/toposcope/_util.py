@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_text_atomic", "write_bytes_atomic", "write_json_atomic", "read_json",
+__all__ = ["atomic_write", "write_text_atomic", "write_bytes_atomic", "write_json_atomic", "read_json", "usable_cores",
            "read_jsonl", "append_jsonl", "jsonable", "fsync_dir", "progress_enabled", "progress", "TMP_SUFFIX",
            "remove_stale_temp", "atomic_dir"]
 
@@ -146,6 +146,14 @@ def append_jsonl(path, obj) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def progress_enabled(progress: bool = True) -> bool:

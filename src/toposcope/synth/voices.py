@@ -34,7 +34,6 @@ by ``1/pitch`` exactly, so the labels stay exact). Festival and Flite have no fo
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +256,6 @@ def check_voices(voices: list[Voice]) -> None:
 
 
 def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
+    from .._util import usable_cores
+
+    return usable_cores()
