@@ -89,6 +89,7 @@ def _library_error_argv(tmp_path) -> dict[str, list[str]]:
         "check": ["check", nope],
         "train": ["train", "--data", nope, "--out", str(tmp_path / "out"), "--no-progress"],
         "evaluate": ["evaluate", nope, "--data", nope, "--no-progress"],
+        "lm": ["lm", "--data", nope, "--out", str(tmp_path / "lm.json")],
         "profile": ["profile", nope, "--data", nope, "--no-progress"],
         "maps": ["maps", nope],
         "layout": ["layout", nope],

@@ -21,7 +21,7 @@ def quick_demo(tmp_path_factory) -> Path:
     return out
 
 
-STAGES = ("corpus", "train topo", "train baseline", "evaluate", "profile", "maps", "layout", "filters", "optimize",
+STAGES = ("corpus", "train topo", "train baseline", "lm", "evaluate", "profile", "maps", "layout", "filters", "optimize",
           "exemplars", "report")
 
 
@@ -106,15 +106,17 @@ def test_demo_is_a_list_of_stages_whose_done_tests_read_the_outputs(tmp_path):
     (tmp_path / "runs" / "topo" / "maps").mkdir()
     for f in ("regions.json", "stats.json"):
         (tmp_path / "runs" / "topo" / "maps" / f).write_text("{}")
+    (tmp_path / "lm.json").write_text("{}")
     done = {s.name: s.done() for s in st}
-    assert done["corpus"] and done["evaluate"]
+    assert done["corpus"] and done["evaluate"] and done["lm"]
     assert not done["maps"]  # the baseline's maps are missing
     assert not done["report"] and not done["train topo"]
 
 
-def _run_with_stats(d, cer, layers):
+def _run_with_stats(d, cer, layers, lm_cer=None):
     (d / "eval").mkdir(parents=True)
-    (d / "eval" / "test.json").write_text(json.dumps({"cer": cer, "wer": 2 * cer}))
+    lm = {"lm": {"cer": lm_cer, "wer": 2 * lm_cer}} if lm_cer is not None else {}
+    (d / "eval" / "test.json").write_text(json.dumps({"cer": cer, "wer": 2 * cer, **lm}))
     (d / "maps").mkdir()
     (d / "maps" / "stats.json").write_text(json.dumps({"layers": layers}))
 
@@ -128,7 +130,8 @@ def test_headline_leads_with_the_phone_specific_tests_beside_the_baseline(tmp_pa
                 "share_clustered": clustered}
 
     _run_with_stats(tmp_path / "topo", 0.284, {"conv1": layer(0.10, 0.01, 0.13, 0.11, 0.5, 0.1, 0.8, 0.1, 0.9),
-                                               "conv2": layer(0.30, 0.20, 0.10, 0.10, 0.3, 0.1, 0.9, 0.1, 1.0)})
+                                               "conv2": layer(0.30, 0.20, 0.10, 0.10, 0.3, 0.1, 0.9, 0.1, 1.0)},
+                    lm_cer=0.25)
     # the baseline is an old run: no label-null keys
     _run_with_stats(tmp_path / "base", 0.270, {"conv1": {"s_bar": {"observed": 0.12, "mean": 0.1},
                                                          "share_clustered": 0.1}})
@@ -138,7 +141,8 @@ def test_headline_leads_with_the_phone_specific_tests_beside_the_baseline(tmp_pa
     assert head["baseline"]["phone_specific"] == {} and head["baseline"]["similarity"] == {"conv1": 0.12}
     text = format_headline(head, tmp_path / "report.html")
     rows = {l[:34].strip(): l[34:].split() for l in text.splitlines()[3:]}
-    assert rows["test CER"] == ["28.4", "%", "27.0", "%"]
+    assert rows["test CER (greedy)"] == ["28.4", "%", "27.0", "%"]
+    assert rows["test WER (beam search + LM)"] == ["50.0", "%", "n/a"]  # the old baseline run has no LM block
     assert rows["phone-specific maps (mean)"] == ["20.0", "%", "n/a"]
     assert rows["layers beyond label null (p<0.05)"] == ["1", "of", "2", "n/a"]
     assert rows["mean Moran's I (mean)"] == ["0.115", "n/a"] and rows["under permuted labels"] == ["0.105", "n/a"]

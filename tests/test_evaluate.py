@@ -64,3 +64,49 @@ def test_evaluate_cli_and_errors(run_copy, tiny_corpus, tmp_path, capsys):
     only_train = tone_corpus(tmp_path / "c", n=3, splits=("train",))
     with pytest.raises(CorpusError, match="no 'test' utterances"):
         evaluate(tiny_run, only_train.root, progress=False)
+
+
+def test_evaluate_with_language_model(tiny_run, tiny_corpus, tmp_path):
+    from toposcope.decode import DecoderConfig
+    from toposcope.lm import LMConfig, lm_for_corpus
+
+    lm = lm_for_corpus(tiny_corpus, config=LMConfig(order=4))
+    greedy = evaluate(tiny_run, tiny_corpus, split="test", progress=False, write=False)
+    res = evaluate(tiny_run, tiny_corpus, split="test", progress=False, write=False, lm=lm)
+    for k in ("cer", "wer", "per_speaker", "examples"):
+        assert res[k] == greedy[k]  # the top-level numbers stay the acoustic model's greedy ones
+    assert "lm" not in greedy and res["decoding"] == "greedy"
+    b = res["lm"]
+    assert set(b["per_speaker"]) == set(res["per_speaker"]) and 0 <= b["cer"] <= 2
+    assert b["decoder"] == {"beam": 64, "alpha": 0.75, "beta": 1.0, "prune": -8.0}
+    assert b["lm"]["order"] == 4 and b["lm"]["sentences"] == len(lm.texts) and b["lm"]["sources"] == ["train"]
+    # the beam numbers are the decoder's: recompute them through transcribe()
+    from toposcope.data import SpeechDataset, load_features
+
+    run = load_run(tiny_run)
+    ds = SpeechDataset(tiny_corpus.split("test"), load_features(tiny_corpus, run.config.model.features, progress=False))
+    pairs = transcribe(run.model, ds, lm=lm, decoder=DecoderConfig())
+    assert error_rates(*zip(*pairs)) == pytest.approx((b["cer"], b["wer"]))
+    assert [p[1] for p in pairs[:5]] == [e["hyp"] for e in b["examples"]]
+    table = format_table(res)
+    assert "LM CER %" in table and "4-gram characters" in table
+
+
+def test_lm_and_evaluate_cli(run_copy, tiny_corpus, tmp_path, capsys):
+    lm_file = tmp_path / "lm.json"
+    assert cli_main(["lm", "--data", str(tiny_corpus.root), "--out", str(lm_file), "--order", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "perplexity per character on test" in out and lm_file.is_file()
+    assert cli_main(["evaluate", str(run_copy), "--data", str(tiny_corpus.root), "--lm", str(lm_file),
+                     "--beam", "4", "--alpha", "0.5", "--beta", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "LM WER %" in out and "beam 4, alpha 0.5, beta 1, 5-gram" in out
+    saved = json.loads((run_copy / "eval" / "test.json").read_text())
+    assert saved["lm"]["decoder"]["beam"] == 4 and saved["lm"]["lm"]["path"] == str(lm_file)
+    assert cli_main(["evaluate", str(run_copy), "--data", str(tiny_corpus.root), "--lm", str(tmp_path / "x.json")]) == 2
+    assert "toposcope lm" in capsys.readouterr().err
+    text = tmp_path / "more.txt"
+    text.write_text("A sentence of extra text.\nAnother one here.\n")
+    assert cli_main(["lm", "--data", str(tiny_corpus.root), "--out", str(lm_file), "--no-train",
+                     "--text", str(text)]) == 0
+    assert "2 sentences (text)" in capsys.readouterr().out

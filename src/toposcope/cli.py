@@ -23,6 +23,7 @@ COMMANDS = {
     "features": "toposcope.commands.features",
     "train": "toposcope.commands.train",
     "evaluate": "toposcope.commands.evaluate",
+    "lm": "toposcope.commands.lm",
     "profile": "toposcope.commands.profile",
     "maps": "toposcope.commands.maps",
     "layout": "toposcope.commands.layout",

@@ -5,7 +5,8 @@ The demo is a list of :class:`Stage` s (:func:`stages`), each calling library fu
     corpus          DIR/corpus/                     synthesize the default corpus (~2 h; --quick: 40 utterances)
     train topo      DIR/runs/topo/                  the topographic model (config ``small``; --quick: ``tiny``)
     train baseline  DIR/runs/baseline/              the same with λ = 0
-    evaluate        RUN/eval/test.json              CER/WER of both on the held-out voices
+    lm              DIR/lm.json                     character 8-gram LM: train transcripts + fortune pool, minus valid/test
+    evaluate        RUN/eval/test.json              CER/WER of both on the held-out voices (greedy; beam + LM)
     profile         RUN/profiles/gradnap-phone.npz  GradNAPs per phone (with per-segment sums), both runs
     maps            RUN/maps/                       maps, regions, statistics (label and position nulls), both runs
     layout          DIR/runs/baseline/maps-som/     post-hoc SOM layout of the baseline (fitted on train), its statistics
@@ -133,6 +134,7 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
     topo_dir, base_dir = runs / "topo", runs / "baseline"
     both = (topo_dir, base_dir)
     report_path = out / "report.html"
+    lm_path = out / "lm.json"
 
     def corpus_stage() -> None:
         synthesize(corpus_dir, utterances=p.utterances, hours=p.hours, seed=p.seed, jobs=jobs, progress=progress)
@@ -154,12 +156,21 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
                 raise KeyboardInterrupt
         return go
 
+    def language_model() -> None:
+        from .lm import lm_for_corpus
+
+        lm = lm_for_corpus(corpus_dir, fortunes=True)
+        lm.save(lm_path)
+        log(f"language model: {len(lm.texts)} sentences; {lm.meta['dropped_exact']} valid/test sentences and "
+            f"{lm.meta['dropped_ngram']} near duplicates of them left out")
+
     def evaluate() -> None:
         corpus = Corpus.load(corpus_dir)
         for r in both:
             if not (r / "eval" / "test.json").is_file():
-                res = evaluate_run(r, corpus, split="test", progress=progress)
-                log(f"{r.name}: test CER {100 * res['cer']:.1f} %, WER {100 * res['wer']:.1f} %")
+                res = evaluate_run(r, corpus, split="test", progress=progress, lm=lm_path)
+                log(f"{r.name}: test CER {100 * res['cer']:.1f} %, WER {100 * res['wer']:.1f} % (greedy); "
+                    f"{100 * res['lm']['cer']:.1f} %, {100 * res['lm']['wer']:.1f} % (beam search + LM)")
 
     def profile() -> None:
         for r in both:
@@ -200,8 +211,10 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
               f"training the topographic model into {topo_dir}"),
         Stage("train baseline", lambda: _training_finished(base_dir), train(base_dir, 0.0),
               f"training the λ = 0 baseline into {base_dir}"),
+        Stage("lm", lm_path.is_file, language_model,
+              f"fitting a character language model on text that excludes the valid and test sentences into {lm_path}"),
         Stage("evaluate", lambda: all((r / "eval" / "test.json").is_file() for r in both), evaluate,
-              "decoding the held-out test voices with both models"),
+              "decoding the held-out test voices with both models (greedy, and beam search with the LM)"),
         Stage("profile", lambda: all((r / "profiles" / f"{PROFILE_NAME}.npz").is_file() for r in both), profile,
               "computing GradNAPs per phone for every gridded layer, both models"),
         Stage("maps", lambda: all(_maps_done(r) for r in both), maps,
@@ -291,12 +304,9 @@ def _write_timings(path: Path, p: DemoPlan, timings: dict, head: dict, load=(Non
 
 
 def _cpus() -> int:
-    import os
+    from ._util import usable_cores
 
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def headline(topo_dir, base_dir) -> dict:
@@ -315,6 +325,7 @@ def headline(topo_dir, base_dir) -> dict:
             return {l: b.get(field) for l, v in st.items() if (b := stat_block(v, name)) is not None}
 
         out[key] = {"cer": e.get("cer"), "wer": e.get("wer"),
+                    "lm_cer": (e.get("lm") or {}).get("cer"), "lm_wer": (e.get("lm") or {}).get("wer"),
                     "phone_specific": {l: x for l, v in st.items()
                                        if (x := stat_value(v, "share_phone_specific")) is not None},
                     "label_null_p": block("label_null", "p"),
@@ -357,8 +368,11 @@ def format_headline(head: dict, report_path: Path, alpha: float = 0.05) -> str:
     def row(name: str, f, key: str) -> None:
         lines.append(f"{name:<34}{f(t.get(key)):>14}{f(b.get(key)):>16}")
 
-    row("test CER", pct, "cer")
-    row("test WER", pct, "wer")
+    row("test CER (greedy)", pct, "cer")
+    row("test WER (greedy)", pct, "wer")
+    if t.get("lm_cer") is not None or b.get("lm_cer") is not None:
+        row("test CER (beam search + LM)", pct, "lm_cer")
+        row("test WER (beam search + LM)", pct, "lm_wer")
     row("phone-specific maps (mean)", lambda d: pct(mean(d)), "phone_specific")
     row(f"layers beyond label null (p<{alpha:g})", sig, "label_null_p")
     row("  mean Moran's I (mean)", lambda d: num(mean(d)), "label_null_observed")

@@ -1,8 +1,12 @@
-"""Greedy CTC decoding and CER/WER per split and per speaker (``jiwer``).
+"""CTC decoding and CER/WER per split and per speaker (``jiwer``).
 
 ``evaluate(run, data, split)`` writes ``RUN/eval/<split>.json``::
 
-    {"split", "cer", "wer", "n_utterances", "per_speaker": {spk: {"cer", "wer", "n"}}, ...}
+    {"split", "cer", "wer", "n_utterances", "per_speaker": {spk: {"cer", "wer", "n"}}, ...,
+     "lm": {"cer", "wer", "per_speaker", "decoder", "lm", ...}}     # "lm" only with a language model
+
+The top-level numbers are greedy decoding, i.e. the acoustic model alone (what the maps are made of);
+``"lm"`` holds the same utterances beam-searched with a character language model (docs/decoding.md).
 
 CER/WER are corpus-level (total edits / total reference characters or words), as fractions.
 """
@@ -11,18 +15,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import jiwer
+import numpy as np
 import torch
 
 from .checkpoint import Run, load_run, write_text_atomic
 from .corpus import Corpus, CorpusError
 from .data import BucketBatchSampler, SpeechDataset, batch_loader, collate, load_features, progress_enabled
+from .decode import DecoderConfig, beam_search_many, ctc_beam_search, decode_greedy
 from .model import Wav2Letter
-from .text import ctc_greedy, normalize_text
+from .text import normalize_text
 
-__all__ = ["evaluate", "transcribe", "error_rates", "format_table"]
+if TYPE_CHECKING:
+    from .lm import CharNgramLM
+
+__all__ = ["evaluate", "transcribe", "iter_log_probs", "error_rates", "score_pairs", "format_table"]
 
 
 def error_rates(refs: Sequence[str], hyps: Sequence[str]) -> tuple[float, float]:
@@ -39,18 +48,16 @@ def error_rates(refs: Sequence[str], hyps: Sequence[str]) -> tuple[float, float]
 
 
 @torch.no_grad()
-def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 16, device=None,
-               progress: bool = False, desc: str = "decode") -> list[tuple[str, str]]:
-    """Greedy-decode every item: ``[(reference, hypothesis)]`` in dataset order.
-
-    Batches are length-sorted so padding stays small; the model is put in eval mode and restored.
-    """
+def iter_log_probs(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 16, device=None,
+                   progress: bool = False, desc: str = "decode") -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, log_probs)`` for every item of ``dataset``; ``log_probs`` is ``(T', n_classes)`` float32
+    with the padding frames removed. Items come in length-sorted batches (not in dataset order); the model
+    is put in eval mode and restored."""
     from tqdm.auto import tqdm
 
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out: list[tuple[str, str] | None] = [None] * len(dataset)
     sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False) if len(dataset) else None
     try:
         batches = batch_loader(dataset, sampler, 0) if sampler else iter(())  # DataLoader workers read ahead
@@ -59,34 +66,77 @@ def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 1
             b = next(batches).to(device)  # = collate([dataset[i] for i in idx]) (unshuffled, one process)
             logp = model(b.feats, b.lengths)  # (B, T', n_classes); padding masked (batch invariant)
             n_out = model.output_lengths(b.lengths).clamp(max=logp.shape[1])
-            best = logp.argmax(-1).cpu()
+            logp = logp.float().cpu().numpy()
             for j, i in enumerate(idx):
-                ref = normalize_text(dataset[i][2].text)
-                out[i] = (ref, ctc_greedy(best[j, :int(n_out[j])].tolist()))
+                yield i, logp[j, :int(n_out[j])]
     finally:
         model.train(was_training)
+
+
+def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 16, device=None,
+               progress: bool = False, desc: str = "decode", lm: "CharNgramLM | None" = None,
+               decoder: DecoderConfig | None = None) -> list[tuple[str, str]]:
+    """Decode every item: ``[(reference, hypothesis)]`` in dataset order.
+
+    Greedy (best class per frame) unless ``lm`` or ``decoder`` is given: then CTC prefix beam search
+    (:func:`toposcope.decode.ctc_beam_search`, ``decoder`` defaulting to :class:`DecoderConfig`).
+    """
+    beam = lm is not None or decoder is not None
+    out: list[tuple[str, str] | None] = [None] * len(dataset)
+    for i, lp in iter_log_probs(model, dataset, batch_size=batch_size, device=device, progress=progress, desc=desc):
+        hyp = ctc_beam_search(lp, lm, decoder or DecoderConfig()) if beam else decode_greedy(lp)
+        out[i] = (normalize_text(dataset[i][2].text), hyp)
     return out  # type: ignore[return-value]
 
 
 def evaluate(run, data, split: str = "test", *, which: str = "best", batch_size: int = 16,
-             progress: bool = True, write: bool = True, device=None) -> dict:
+             progress: bool = True, write: bool = True, device=None, lm: "CharNgramLM | str | Path | None" = None,
+             decoder: DecoderConfig | None = None, jobs: int | None = None) -> dict:
     """CER/WER of ``run`` (a :class:`Run` or run directory) on ``split`` of corpus ``data``.
 
     Returns ``{"split", "cer", "wer", "n_utterances", "per_speaker": {spk: {"cer", "wer", "n"}},
-    "skipped", "checkpoint"}`` and writes it to ``RUN/eval/<split>.json`` when ``write``, holding the run
-    folder's lock (:func:`toposcope.runlock.run_lock`) meanwhile.
+    "skipped", "checkpoint", "examples"}`` for greedy decoding and writes it to ``RUN/eval/<split>.json``
+    when ``write``, holding the run folder's lock (:func:`toposcope.runlock.run_lock`) meanwhile.
+    With ``lm`` (a :class:`~toposcope.lm.CharNgramLM` or its file) the same log-probabilities are also
+    beam-searched with it, and the result gains ``"lm": {"cer", "wer", "per_speaker", "examples",
+    "decoder", "lm"}``; the top-level numbers stay greedy (the acoustic model alone). The beam search
+    runs in ``jobs`` processes (default: the usable cores; :func:`toposcope.decode.beam_search_many`).
     """
+    if lm is not None and not hasattr(lm, "logprobs"):
+        from .lm import CharNgramLM
+
+        lm_path = str(lm)
+        lm = CharNgramLM.load(lm)
+        lm.meta.setdefault("path", lm_path)
     if not isinstance(run, Run):
         run = load_run(run, which=which)
+    kw = dict(batch_size=batch_size, progress=progress, write=write, device=device, lm=lm, jobs=jobs,
+              decoder=decoder or (DecoderConfig() if lm is not None else None))
     if write and run.path is not None:
         from .runlock import run_lock
 
         with run_lock(run.path, "evaluate"):
-            return _evaluate(run, data, split, batch_size=batch_size, progress=progress, write=write, device=device)
-    return _evaluate(run, data, split, batch_size=batch_size, progress=progress, write=write, device=device)
+            return _evaluate(run, data, split, **kw)
+    return _evaluate(run, data, split, **kw)
 
 
-def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, write: bool, device) -> dict:
+def score_pairs(pairs: Sequence[tuple[str, str]], speakers: Sequence[str]) -> dict:
+    """``{"cer", "wer", "per_speaker": {spk: {"cer", "wer", "n"}}}`` of ``(reference, hypothesis)`` pairs."""
+    cer, wer = error_rates([r for r, _ in pairs], [h for _, h in pairs])
+    per: dict[str, list[tuple[str, str]]] = {}
+    for pair, spk in zip(pairs, speakers):
+        per.setdefault(spk, []).append(pair)
+    per_speaker = {}
+    for spk in sorted(per):
+        c, w = error_rates([r for r, _ in per[spk]], [h for _, h in per[spk]])
+        per_speaker[spk] = {"cer": c, "wer": w, "n": len(per[spk])}
+    return {"cer": cer, "wer": wer, "per_speaker": per_speaker}
+
+
+def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, write: bool, device,
+              lm, decoder: DecoderConfig | None, jobs: int | None) -> dict:
+    from dataclasses import asdict
+
     corpus = data if isinstance(data, Corpus) else Corpus.load(data, alignments=False)
     utts = corpus.split(split)
     if not utts:
@@ -95,32 +145,49 @@ def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, wr
     ds = SpeechDataset(utts, store)
     if device is not None:
         run.model.to(device)
-    pairs = transcribe(run.model, ds, batch_size=batch_size, progress=progress, desc=f"evaluate {split}")
-    cer, wer = error_rates([r for r, _ in pairs], [h for _, h in pairs])
-    per: dict[str, list[tuple[str, str]]] = {}
-    for (ref, hyp), (_, _, u) in zip(pairs, ds.items):
-        per.setdefault(u.speaker, []).append((ref, hyp))
-    per_speaker = {}
-    for spk in sorted(per):
-        c, w = error_rates([r for r, _ in per[spk]], [h for _, h in per[spk]])
-        per_speaker[spk] = {"cer": c, "wer": w, "n": len(per[spk])}
-    result = {"split": split, "cer": cer, "wer": wer, "n_utterances": len(pairs), "per_speaker": per_speaker,
+    refs = [normalize_text(u.text) for _, _, u in ds.items]
+    speakers = [u.speaker for _, _, u in ds.items]
+    log_probs: list = [None] * len(ds)
+    for i, lp in iter_log_probs(run.model, ds, batch_size=batch_size, progress=progress, desc=f"evaluate {split}"):
+        log_probs[i] = lp
+    greedy = [(r, decode_greedy(lp)) for r, lp in zip(refs, log_probs)]
+
+    def examples(pairs):
+        return [{"id": u.id, "ref": r, "hyp": h} for (r, h), (_, _, u) in list(zip(pairs, ds.items))[:5]]
+
+    result = {"split": split, **score_pairs(greedy, speakers), "n_utterances": len(greedy), "decoding": "greedy",
               "skipped": [{"id": i, "why": why} for i, why in ds.skipped],
-              "checkpoint": run.meta.get("checkpoint"),
-              "examples": [{"id": u.id, "ref": r, "hyp": h} for (r, h), (_, _, u) in list(zip(pairs, ds.items))[:5]]}
+              "checkpoint": run.meta.get("checkpoint"), "examples": examples(greedy)}
+    if decoder is not None:
+        hyps = beam_search_many(log_probs, lm, decoder, jobs=jobs, progress=progress, desc=f"beam search {split}")
+        beam = list(zip(refs, hyps))
+        result["lm"] = {**score_pairs(beam, speakers), "examples": examples(beam), "decoder": asdict(decoder),
+                        "lm": None if lm is None else {**lm.meta, **asdict(lm.config), "sentences": len(lm.texts)}}
     if write and run.path is not None:
         write_text_atomic(Path(run.path) / "eval" / f"{split}.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
 def format_table(result: dict) -> str:
-    """A plain-text table: one row per speaker, then the split total."""
-    rows = [(spk, v["n"], v["cer"], v["wer"]) for spk, v in result["per_speaker"].items()]
-    rows.append((f"all ({result['split']})", result["n_utterances"], result["cer"], result["wer"]))
+    """A plain-text table: one row per speaker, then the split total; greedy CER/WER, and the beam search's
+    beside them when the result has an ``"lm"`` block."""
+    lm = result.get("lm")
+    rows = [(spk, v["n"], v["cer"], v["wer"]) + ((lm["per_speaker"][spk]["cer"], lm["per_speaker"][spk]["wer"])
+                                                    if lm else ()) for spk, v in result["per_speaker"].items()]
+    rows.append((f"all ({result['split']})", result["n_utterances"], result["cer"], result["wer"])
+                + ((lm["cer"], lm["wer"]) if lm else ()))
     w = max(7, *(len(r[0]) for r in rows))
-    lines = [f"{'speaker':<{w}}  {'n':>5}  {'CER %':>7}  {'WER %':>7}", "-" * (w + 25)]
-    for i, (name, n, c, wr) in enumerate(rows):
+    heads = ["CER %", "WER %"] + (["LM CER %", "LM WER %"] if lm else [])
+    cols = "".join(f"  {h:>8}" for h in heads)
+    header = f"{'speaker':<{w}}  {'n':>5}{cols}"
+    lines = [header, "-" * len(header)]
+    for i, (name, n, *vals) in enumerate(rows):
         if i == len(rows) - 1:
-            lines.append("-" * (w + 25))
-        lines.append(f"{name:<{w}}  {n:>5}  {100 * c:>7.2f}  {100 * wr:>7.2f}")
+            lines.append("-" * len(header))
+        lines.append(f"{name:<{w}}  {n:>5}" + "".join(f"  {100 * v:>8.2f}" for v in vals))
+    if lm:
+        d = lm["decoder"]
+        lines.append(f"LM: beam {d['beam']}, alpha {d['alpha']:g}, beta {d['beta']:g}"
+                     + (f", {lm['lm']['order']}-gram characters, {lm['lm']['sentences']} sentences" if lm.get("lm") else
+                        ", no language model"))
     return "\n".join(lines)

@@ -134,23 +134,38 @@ def results(models: list[RunData]) -> str:
         return "<h3>Recognition accuracy</h3>" + missing("No evaluation results (eval/test.json).",
                                                          "toposcope evaluate RUN --data CORPUS_DIR")
     base = models[1].evals.get(split) if len(models) > 1 else None
+    with_lm = any((rd.evals.get(split) or {}).get("lm") for rd in models)
     rows = []
     for rd in models:
         e = rd.evals.get(split)
         if e is None:
-            rows.append(f'<tr><td class="l">{esc(rd.label)}</td><td colspan="6" class="l">not evaluated on '
-                        f'{esc(split)}</td></tr>')
+            rows.append(f'<tr><td class="l">{esc(rd.label)}</td><td colspan="{8 if with_lm else 6}" class="l">'
+                        f'not evaluated on {esc(split)}</td></tr>')
             continue
         dc = dw = ""
         if base is not None and rd is not models[1]:
             dc = f"{100 * (e['cer'] - base['cer']):+.1f}"
             dw = f"{100 * (e['wer'] - base['wer']):+.1f}"
+        lm = e.get("lm") or {}
+        lm_cells = f'<td>{pct(lm.get("cer"))}</td><td>{pct(lm.get("wer"))}</td>' if with_lm else ""
         rows.append(f'<tr><td class="l">{esc(rd.label)}</td><td>{esc(rd.lambda_label)}</td>'
-                    f'<td>{pct(e.get("cer"))}</td><td>{pct(e.get("wer"))}</td><td>{dc}</td><td>{dw}</td>'
+                    f'<td>{pct(e.get("cer"))}</td><td>{pct(e.get("wer"))}</td><td>{dc}</td><td>{dw}</td>{lm_cells}'
                     f'<td>{int(e.get("n_utterances", 0))}</td></tr>')
-    out = [f"<h3>Recognition accuracy ({esc(split)} split, greedy CTC decoding)</h3>",
+    lm_head = "<th>CER, beam search + LM</th><th>WER, beam search + LM</th>" if with_lm else ""
+    out = [f"<h3>Recognition accuracy ({esc(split)} split, greedy CTC decoding"
+           + (", and CTC beam search with a character language model" if with_lm else "") + ")</h3>",
            '<table><tr><th class="l">run</th><th>weight</th><th>CER</th><th>WER</th><th>ΔCER vs baseline (points)</th>'
-           '<th>ΔWER vs baseline (points)</th><th>utterances</th></tr>', "".join(rows), "</table>"]
+           f'<th>ΔWER vs baseline (points)</th>{lm_head}<th>utterances</th></tr>', "".join(rows), "</table>"]
+    if with_lm:
+        info = next((rd.evals[split]["lm"] for rd in models if (rd.evals.get(split) or {}).get("lm")), {})
+        d, m = info.get("decoder") or {}, info.get("lm") or {}
+        out.append('<p class="note">Greedy numbers are the acoustic model alone, the model every map on this page '
+                   "is made of. The beam-search columns read the same outputs with a "
+                   f"{esc(str(m.get('order', '?')))}-gram character language model "
+                   f"({esc(str(m.get('sentences', '?')))} sentences; beam {esc(str(d.get('beam', '?')))}, "
+                   f"LM weight {esc(str(d.get('alpha', '?')))}, character bonus {esc(str(d.get('beta', '?')))}) "
+                   "fitted on text without the valid and test sentences or near duplicates of them "
+                   "(<code>toposcope lm</code>, docs/decoding.md).</p>")
     speakers = sorted({s for rd in models for s in rd.evals.get(split, {}).get("per_speaker", {})})
     if speakers:
         head = "".join(f"<th>CER {esc(rd.label)}</th><th>WER {esc(rd.label)}</th>" for rd in models)
