@@ -68,7 +68,7 @@ def test_evaluate_cli_and_errors(run_copy, tiny_corpus, tmp_path, capsys):
 
 def test_evaluate_with_language_model(tiny_run, tiny_corpus, tmp_path):
     from toposcope.decode import DecoderConfig
-    from toposcope.lm import LMConfig, lm_for_corpus
+    from toposcope.lm import CharNgramLM, LMConfig, lm_for_corpus
 
     lm = lm_for_corpus(tiny_corpus, config=LMConfig(order=4))
     greedy = evaluate(tiny_run, tiny_corpus, split="test", progress=False, write=False)
@@ -90,6 +90,12 @@ def test_evaluate_with_language_model(tiny_run, tiny_corpus, tmp_path):
     assert [p[1] for p in pairs[:5]] == [e["hyp"] for e in b["examples"]]
     table = format_table(res)
     assert "LM CER %" in table and "4-gram characters" in table
+    assert b["known_sentences"] == 0 and "warning" not in table
+    # an LM that knows the evaluated sentences: counted, and the table says the numbers are optimistic
+    leaky = CharNgramLM([u.text for u in tiny_corpus], LMConfig(order=4))
+    res = evaluate(tiny_run, tiny_corpus, split="test", progress=False, write=False, lm=leaky)
+    assert res["lm"]["known_sentences"] == len(tiny_corpus.split("test"))
+    assert "optimistic" in format_table(res)
 
 
 def test_lm_and_evaluate_cli(run_copy, tiny_corpus, tmp_path, capsys):

@@ -161,8 +161,11 @@ def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, wr
     if decoder is not None:
         hyps = beam_search_many(log_probs, lm, decoder, jobs=jobs, progress=progress, desc=f"beam search {split}")
         beam = list(zip(refs, hyps))
+        known = set(lm.texts) if lm is not None else set()
         result["lm"] = {**score_pairs(beam, speakers), "examples": examples(beam), "decoder": asdict(decoder),
-                        "lm": None if lm is None else {**lm.meta, **asdict(lm.config), "sentences": len(lm.texts)}}
+                        "lm": None if lm is None else {**lm.meta, **asdict(lm.config), "sentences": len(lm.texts)},
+                        # evaluated sentences the LM was fitted on: > 0 makes the LM numbers optimistic
+                        "known_sentences": sum(r in known for r in refs)}
     if write and run.path is not None:
         write_text_atomic(Path(run.path) / "eval" / f"{split}.json", json.dumps(result, indent=2) + "\n")
     return result
@@ -186,6 +189,10 @@ def format_table(result: dict) -> str:
             lines.append("-" * len(header))
         lines.append(f"{name:<{w}}  {n:>5}" + "".join(f"  {100 * v:>8.2f}" for v in vals))
     if lm:
+        if lm.get("known_sentences"):
+            lines.append(f"warning: {lm['known_sentences']} of the {result['n_utterances']} sentences are in the "
+                         "language model's own text, so its numbers are optimistic (fit it with `toposcope lm` "
+                         "on this corpus: valid and test are left out)")
         d = lm["decoder"]
         lines.append(f"LM: beam {d['beam']}, alpha {d['alpha']:g}, beta {d['beta']:g}"
                      + (f", {lm['lm']['order']}-gram characters, {lm['lm']['sentences']} sentences" if lm.get("lm") else

@@ -25,7 +25,7 @@ def test_lm_columns_and_their_note(tmp_path):
     html = results([rd(tmp_path, "topo", 0.5, {"cer": 0.40, "wer": 0.90, "n_utterances": 7, "lm": lm}),
                     rd(tmp_path, "base", 0.0, {"cer": 0.42, "wer": 0.95, "n_utterances": 7})])
     assert "CER, beam search + LM" in html and "35.0" in html and "70.0" in html
-    assert "8-gram character language model (1234 sentences; beam 16" in html
+    assert "character language model (order 8, 1234 sentences; beam 16" in html
     assert "acoustic model alone" in html
     assert html.count("<tr>") == html.count("</tr>")
     # the baseline, evaluated without an LM, shows n/a in the LM columns rather than breaking the row

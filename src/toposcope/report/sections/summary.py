@@ -160,9 +160,8 @@ def results(models: list[RunData]) -> str:
         info = next((rd.evals[split]["lm"] for rd in models if (rd.evals.get(split) or {}).get("lm")), {})
         d, m = info.get("decoder") or {}, info.get("lm") or {}
         out.append('<p class="note">Greedy numbers are the acoustic model alone, the model every map on this page '
-                   "is made of. The beam-search columns read the same outputs with a "
-                   f"{esc(str(m.get('order', '?')))}-gram character language model "
-                   f"({esc(str(m.get('sentences', '?')))} sentences; beam {esc(str(d.get('beam', '?')))}, "
+                   "is made of. The beam-search columns read the same outputs with a character language model "
+                   f"(order {esc(str(m.get('order', '?')))}, {esc(str(m.get('sentences', '?')))} sentences; beam {esc(str(d.get('beam', '?')))}, "
                    f"LM weight {esc(str(d.get('alpha', '?')))}, character bonus {esc(str(d.get('beta', '?')))}) "
                    "fitted on text without the valid and test sentences or near duplicates of them "
                    "(<code>toposcope lm</code>, docs/decoding.md).</p>")
