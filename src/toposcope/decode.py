@@ -17,6 +17,7 @@ model's output, never the model or anything mapped from it.
 
 from __future__ import annotations
 
+import heapq
 import math
 import multiprocessing as mp
 from dataclasses import dataclass
@@ -87,23 +88,17 @@ def ctc_beam_search(log_probs, lm: "CharNgramLM | None" = None, config: DecoderC
     bonus: dict[str, float] = {"": 0.0}  # prefix -> alpha · log P_lm(prefix) + beta · len(prefix)
     for row in lp:
         blank = float(row[0])
-        cands = [(int(c), float(row[c])) for c in np.flatnonzero(row[1:] > config.prune) + 1]
+        cands = [(int(c), ALPHABET[c], float(row[c])) for c in np.flatnonzero(row[1:] > config.prune) + 1]
         nxt: dict[str, list[float]] = {}
-
-        def slot(prefix: str) -> list[float]:
-            s = nxt.get(prefix)
-            if s is None:
-                s = nxt[prefix] = [_NEG, _NEG]
-            return s
-
         for pre, (pb, pnb) in beams.items():
             tot = _logaddexp(pb, pnb)
-            s = slot(pre)
+            s = nxt.get(pre)
+            if s is None:
+                s = nxt[pre] = [_NEG, _NEG]
             s[0] = _logaddexp(s[0], tot + blank)
             last = pre[-1] if pre else ""
             lm_row = None
-            for c, p in cands:
-                ch = ALPHABET[c]
+            for c, ch, p in cands:
                 if c == _SPACE and (not pre or last == " "):  # folded, as greedy decoding does
                     s[0] = _logaddexp(s[0], tot + p)
                     continue
@@ -117,10 +112,17 @@ def ctc_beam_search(log_probs, lm: "CharNgramLM | None" = None, config: DecoderC
                     if lm is not None and lm_row is None:
                         lm_row = lm.logprobs(pre)
                     bonus[new] = bonus[pre] + beta + (alpha * float(lm_row[c - 1]) if lm is not None else 0.0)
-                t = slot(new)
-                t[1] = _logaddexp(t[1], ext)
-        ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]) + bonus[kv[0]], reverse=True)
-        beams = {k: (v[0], v[1]) for k, v in ranked[:config.beam]}
+                t = nxt.get(new)
+                if t is None:
+                    nxt[new] = [_NEG, ext]
+                else:
+                    t[1] = _logaddexp(t[1], ext)
+        if len(nxt) > config.beam:
+            scored = [(_logaddexp(v[0], v[1]) + bonus[k], k) for k, v in nxt.items()]
+            keep = heapq.nlargest(config.beam, scored)
+            beams = {k: (nxt[k][0], nxt[k][1]) for _, k in keep}
+        else:
+            beams = {k: (v[0], v[1]) for k, v in nxt.items()}
 
     def final(prefix: str) -> float:
         s = _logaddexp(*beams[prefix]) + bonus[prefix]
