@@ -21,9 +21,11 @@ def test_greedy_only_table_has_no_lm_columns(tmp_path):
 
 def test_lm_columns_and_their_note(tmp_path):
     lm = {"cer": 0.35, "wer": 0.70, "decoder": {"beam": 16, "alpha": 0.75, "beta": 1.5},
-          "lm": {"order": 8, "sentences": 1234}}
-    html = results([rd(tmp_path, "topo", 0.5, {"cer": 0.40, "wer": 0.90, "n_utterances": 7, "lm": lm}),
-                    rd(tmp_path, "base", 0.0, {"cer": 0.42, "wer": 0.95, "n_utterances": 7})])
+          "lm": {"order": 8, "sentences": 1234}, "per_speaker": {"spk1": {"cer": 0.333, "wer": 0.7, "n": 7}}}
+    per = {"spk1": {"cer": 0.40, "wer": 0.90, "n": 7}}
+    html = results([rd(tmp_path, "topo", 0.5, {"cer": 0.40, "wer": 0.90, "n_utterances": 7, "lm": lm,
+                                               "per_speaker": per}),
+                    rd(tmp_path, "base", 0.0, {"cer": 0.42, "wer": 0.95, "n_utterances": 7, "per_speaker": per})])
     assert "CER, beam search + LM" in html and "35.0" in html and "70.0" in html
     assert "character language model (order 8, 1234 sentences; beam 16" in html
     assert "acoustic model alone" in html
@@ -31,3 +33,5 @@ def test_lm_columns_and_their_note(tmp_path):
     # the baseline, evaluated without an LM, shows n/a in the LM columns rather than breaking the row
     base_row = html.split('<td class="l">base</td>')[1].split("</tr>")[0]
     assert base_row.count("<td>") == 8
+    voice_row = html.split('<td class="l">spk1</td>')[1].split("</tr>")[0]
+    assert "CER topo, beam + LM" in html and voice_row.endswith("<td>33.3 %</td><td>–</td>")

@@ -168,12 +168,18 @@ def results(models: list[RunData]) -> str:
     speakers = sorted({s for rd in models for s in rd.evals.get(split, {}).get("per_speaker", {})})
     if speakers:
         head = "".join(f"<th>CER {esc(rd.label)}</th><th>WER {esc(rd.label)}</th>" for rd in models)
+        if with_lm:
+            head += "".join(f"<th>CER {esc(rd.label)}, beam + LM</th>" for rd in models)
         body = []
         for spk in speakers:
             cells = []
             for rd in models:
                 v = rd.evals.get(split, {}).get("per_speaker", {}).get(spk)
                 cells.append(f"<td>{pct(v['cer'])}</td><td>{pct(v['wer'])}</td>" if v else "<td>–</td><td>–</td>")
+            if with_lm:
+                for rd in models:
+                    v = ((rd.evals.get(split) or {}).get("lm") or {}).get("per_speaker", {}).get(spk)
+                    cells.append(f"<td>{pct(v['cer'])}</td>" if v else "<td>–</td>")
             n = next((rd.evals[split]["per_speaker"][spk]["n"] for rd in models
                       if spk in rd.evals.get(split, {}).get("per_speaker", {})), 0)
             body.append(f'<tr><td class="l">{esc(spk)}</td><td>{int(n)}</td>{"".join(cells)}</tr>')
