@@ -85,7 +85,7 @@ def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 1
     out: list[tuple[str, str] | None] = [None] * len(dataset)
     for i, lp in iter_log_probs(model, dataset, batch_size=batch_size, device=device, progress=progress, desc=desc):
         hyp = ctc_beam_search(lp, lm, decoder or DecoderConfig()) if beam else decode_greedy(lp)
-        out[i] = (normalize_text(dataset[i][2].text), hyp)
+        out[i] = (normalize_text(dataset.items[i][2].text), hyp)  # items: no second feature read
     return out  # type: ignore[return-value]
 
 
