@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from toposcope.synth import synthesize  # noqa: E402
-from toposcope.synth.voices import cpu_count  # noqa: E402
+from toposcope._util import usable_cores  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks" / "synth.md"
 HEADER = """# Benchmark: `toposcope synth` (embedded default corpus, docs/method.md § Data and phones)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--check-alignment", action="store_true")
     args = ap.parse_args(argv)
-    jobs = args.jobs or cpu_count()
+    jobs = args.jobs or usable_cores()
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         r0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     cpu = sum((b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime) for a, b in zip(r0, r1))
     load1 = os.getloadavg()
     hours = sum(u.duration for u in corpus) / 3600
-    row = (f"| {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} | {platform.node()} | {cpu_count()} | {jobs} "
+    row = (f"| {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} | {platform.node()} | {usable_cores()} | {jobs} "
            f"| {len(corpus)} | {hours:.3f} | {wall:.1f} | {cpu:.1f} | {hours / wall:.4f} | {wall / hours:.1f} "
            f"| {' / '.join(f'{x:.2f}' for x in load0)} | {' / '.join(f'{x:.2f}' for x in load1)} |")
     print(f"{len(corpus)} utterances, {hours:.3f} h of audio in {wall:.1f} s "

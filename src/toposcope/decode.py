@@ -21,14 +21,12 @@ import heapq
 import math
 import multiprocessing as mp
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from .lm import EOS_INDEX, CharNgramLM
 from .text import ALPHABET, ctc_greedy
-
-if TYPE_CHECKING:
-    from .lm import CharNgramLM
 
 __all__ = ["DecoderConfig", "ctc_beam_search", "beam_search_many", "decode_greedy"]
 
@@ -73,7 +71,7 @@ def decode_greedy(log_probs) -> str:
     return ctc_greedy(np.asarray(log_probs).argmax(-1).tolist())
 
 
-def ctc_beam_search(log_probs, lm: "CharNgramLM | None" = None, config: DecoderConfig = DecoderConfig()) -> str:
+def ctc_beam_search(log_probs, lm: CharNgramLM | None = None, config: DecoderConfig = DecoderConfig()) -> str:
     """Most probable text of one utterance under the score of the module doc.
 
     ``log_probs``: ``(T, n_classes)`` natural-log class probabilities of one utterance (padding removed),
@@ -127,8 +125,6 @@ def ctc_beam_search(log_probs, lm: "CharNgramLM | None" = None, config: DecoderC
     def final(prefix: str) -> float:
         s = _logaddexp(*beams[prefix]) + bonus[prefix]
         if lm is not None:
-            from .lm import EOS_INDEX
-
             s += alpha * float(lm.logprobs(prefix.rstrip(" "))[EOS_INDEX])
         return s
 
@@ -147,7 +143,7 @@ def _search_one(log_probs) -> str:
     return ctc_beam_search(log_probs, *_WORKER)
 
 
-def beam_search_many(log_probs: Sequence, lm: "CharNgramLM | None" = None, config: DecoderConfig = DecoderConfig(),
+def beam_search_many(log_probs: Sequence, lm: CharNgramLM | None = None, config: DecoderConfig = DecoderConfig(),
                      *, jobs: int | None = None, progress: bool = False, desc: str = "beam search") -> list[str]:
     """:func:`ctc_beam_search` of every ``(T, n_classes)`` array in ``log_probs``, in order, spread over
     ``jobs`` processes (default: the usable cores; forked, so the LM is shared, not copied per item).

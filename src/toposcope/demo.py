@@ -165,10 +165,12 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
             f"{lm.meta['dropped_ngram']} near duplicates of them left out")
 
     def evaluate() -> None:
-        corpus = Corpus.load(corpus_dir)
+        from .lm import CharNgramLM
+
+        corpus, lm = Corpus.load(corpus_dir), CharNgramLM.load(lm_path)  # fitted once for both runs
         for r in both:
             if not (r / "eval" / "test.json").is_file():
-                res = evaluate_run(r, corpus, split="test", progress=progress, lm=lm_path)
+                res = evaluate_run(r, corpus, split="test", progress=progress, lm=lm)
                 log(f"{r.name}: test CER {100 * res['cer']:.1f} %, WER {100 * res['wer']:.1f} % (greedy); "
                     f"{100 * res['lm']['cer']:.1f} %, {100 * res['lm']['wer']:.1f} % (beam search + LM)")
 
@@ -291,22 +293,16 @@ def _loadavg() -> float | None:
 def _write_timings(path: Path, p: DemoPlan, timings: dict, head: dict, load=(None, None)) -> None:
     import platform
 
-    from ._util import read_json, write_json_atomic
+    from ._util import read_json, usable_cores, write_json_atomic
 
     try:
         prev = (read_json(path, missing_ok=True) or {}).get("history", [])
     except (ValueError, AttributeError):
         prev = []
     entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": p.quick, "config": p.config,
-             "cpus": _cpus(), "machine": platform.machine(), "load_start": load[0], "load_end": load[1],
+             "cpus": usable_cores(), "machine": platform.machine(), "load_start": load[0], "load_end": load[1],
              "timings_s": timings}
     write_json_atomic(path, {"latest": entry, "headline": head, "history": prev + [entry]})
-
-
-def _cpus() -> int:
-    from ._util import usable_cores
-
-    return usable_cores()
 
 
 def headline(topo_dir, base_dir) -> dict:

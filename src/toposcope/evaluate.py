@@ -105,9 +105,7 @@ def evaluate(run, data, split: str = "test", *, which: str = "best", batch_size:
     if lm is not None and not hasattr(lm, "logprobs"):
         from .lm import CharNgramLM
 
-        lm_path = str(lm)
         lm = CharNgramLM.load(lm)
-        lm.meta.setdefault("path", lm_path)
     if not isinstance(run, Run):
         run = load_run(run, which=which)
     kw = dict(batch_size=batch_size, progress=progress, write=write, device=device, lm=lm, jobs=jobs,
@@ -163,7 +161,8 @@ def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, wr
         beam = list(zip(refs, hyps))
         known = set(lm.texts) if lm is not None else set()
         result["lm"] = {**score_pairs(beam, speakers), "examples": examples(beam), "decoder": asdict(decoder),
-                        "lm": None if lm is None else {**lm.meta, **asdict(lm.config), "sentences": len(lm.texts)},
+                        "lm": None if lm is None else {**lm.meta, **asdict(lm.config), "sentences": len(lm.texts),
+                                                        **({"path": str(lm.path)} if lm.path else {})},
                         # evaluated sentences the LM was fitted on: > 0 makes the LM numbers optimistic
                         "known_sentences": sum(r in known for r in refs)}
     if write and run.path is not None:

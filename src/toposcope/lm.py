@@ -22,7 +22,6 @@ The model is stored as its training text plus ``order`` and ``discount`` (JSON):
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +85,7 @@ class CharNgramLM:
                 self._types[k][g[:-1]] += 1
         self._cache: dict[str, np.ndarray] = {}
         self.meta: dict = {}
+        self.path: Path | None = None  # the file it was loaded from (set by load)
 
     @property
     def order(self) -> int:
@@ -148,17 +148,20 @@ class CharNgramLM:
 
     @classmethod
     def load(cls, path) -> "CharNgramLM":
+        from ._util import read_json
+
         path = Path(path)
         try:
-            d = json.loads(path.read_text())
+            d = read_json(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: language model file not found (make one with `toposcope lm`)") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a toposcope language model ({e})") from None
+        except ValueError as e:
+            raise ValueError(f"not a toposcope language model: {e}") from None
         if not isinstance(d, dict) or d.get("format") != "toposcope-char-lm":
             raise ValueError(f"{path}: not a toposcope language model (made by `toposcope lm`)")
         lm = cls(d["texts"], LMConfig(**d.get("config", {})))
         lm.meta = dict(d.get("meta") or {})
+        lm.path = path
         return lm
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .._util import atomic_dir, progress_enabled, write_text_atomic
+from .._util import atomic_dir, progress_enabled, usable_cores, write_text_atomic
 from ..audio import SAMPLE_RATE, write_wav
 from ..corpus import MANIFEST, Corpus, Utterance, write_manifest
 from ..phones import FESTIVAL_MAP, SILENCE, map_phone
@@ -58,7 +58,7 @@ from ..text import normalize_text
 from .espeak import map_espeak
 from .sentences import load_sentences
 from .voices import (DEFAULT_TEST_VOICES, PITCHES, RATES, VOICES, MissingPackageError, Speaker,
-                     SynthError, Voice, check_voices, cpu_count, get_voices)
+                     SynthError, Voice, check_voices, get_voices)
 
 __all__ = [
     "synthesize", "plan_corpus", "PlannedUtterance", "SynthError", "MissingPackageError", "VOICES",
@@ -278,7 +278,7 @@ def synthesize(out, *, utterances: int | None = None, hours: float | None = None
     check_voices(sorted({p.speaker.voice for p in plan}, key=lambda v: v.name))
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer))):
         raise SynthError(f"jobs must be an integer >= 1, got {jobs!r}")
-    jobs = cpu_count() if jobs is None else int(jobs)
+    jobs = usable_cores() if jobs is None else int(jobs)
     if jobs < 1:
         raise SynthError(f"jobs must be >= 1, got {jobs}")
     if out.is_symlink() or (out.exists() and not out.is_dir()):

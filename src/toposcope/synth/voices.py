@@ -255,7 +255,3 @@ def check_voices(voices: list[Voice]) -> None:
         raise MissingPackageError("cannot synthesize the default corpus: " + "; ".join(sorted(set(problems))))
 
 
-def cpu_count() -> int:
-    from .._util import usable_cores
-
-    return usable_cores()
