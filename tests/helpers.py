@@ -40,21 +40,23 @@ def tone_corpus(root, n: int = 16, seed: int = 0, splits=("train",) * 10 + ("val
     return Corpus.load(root)
 
 
-def random_tiny_model(norm: str = "none", seed: int = 0):
+def random_tiny_model(norm: str = "none", seed: int = 0, frontend=None):
     """``tiny`` (kernels of 5 frames) with random weights; with ``norm="batch"`` its BatchNorm layers get random
-    running statistics and affine parameters (so padded frames would be far from zero without the mask)."""
+    running statistics and affine parameters (so padded frames would be far from zero without the mask).
+    ``frontend``: a :class:`toposcope.config.FrontendConfig` to put before conv1 (default: none)."""
     import dataclasses
 
     import torch
 
-    from toposcope.config import load_config
+    from toposcope.config import FrontendConfig, load_config
     from toposcope.model import Wav2Letter
 
     torch.manual_seed(seed)
-    m = Wav2Letter(dataclasses.replace(load_config("tiny").model, norm=norm)).eval()
+    cfg = dataclasses.replace(load_config("tiny").model, norm=norm, frontend=frontend or FrontendConfig())
+    m = Wav2Letter(cfg).eval()
     with torch.no_grad():
         for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm1d):
+            if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 mod.running_mean.uniform_(-1, 1)
                 mod.running_var.uniform_(0.5, 2.0)
                 mod.weight.uniform_(-2, 2)

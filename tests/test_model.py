@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from helpers import random_tiny_model
 import torch
 
-from toposcope.config import ConfigError, config_from_dict, load_config
+from toposcope.config import ConfigError, FrontendConfig, config_from_dict, load_config
 from toposcope.grid import Grid
 from toposcope.hooks import record
-from toposcope.model import Wav2Letter
+from toposcope.model import Frontend, Wav2Letter
 from toposcope.text import N_CLASSES
 
 
@@ -84,15 +85,19 @@ def test_bad_configs_are_clear_errors(tmp_path):
     assert load_config(p).model.name == "mine"
 
 
-def _model(norm: str = "none", seed: int = 0) -> Wav2Letter:
-    return random_tiny_model(norm, seed)
+def _model(norm: str = "none", seed: int = 0, frontend: FrontendConfig | None = None) -> Wav2Letter:
+    return random_tiny_model(norm, seed, frontend)
 
 
-@pytest.mark.parametrize("norm", ["none", "batch"])
-def test_lengths_zero_padding_before_the_hook_at_every_layer(norm):
+FRONT = FrontendConfig(channels=3, kernel=(3, 5), pool=4)
+
+
+@pytest.mark.parametrize("norm,frontend", [("none", None), ("batch", None), ("none", FRONT), ("batch", FRONT)])
+def test_lengths_zero_padding_before_the_hook_at_every_layer(norm, frontend):
     """With lengths, every site sees exactly 0 past the utterance's valid length, and the valid frames
-    (activations and gradients) equal those of the utterance run alone."""
-    m = _model(norm)
+    (activations and gradients) equal those of the utterance run alone (with and without a 2-D front end,
+    whose time kernel also reads past an utterance's end)."""
+    m = _model(norm, frontend=frontend)
     names = list(m.layer_names) + ["output"]
     x = torch.randn(3, m.cfg.features.n_mels, 101)
     lens = torch.tensor([101, 37, 64])
@@ -150,3 +155,92 @@ def test_layer_lengths_and_bad_lengths():
         m.layer_lengths("conv9", lens)
     with pytest.raises(ValueError, match="lengths must have shape"):
         m(torch.zeros(2, m.cfg.features.n_mels, 20), torch.tensor([20]))
+
+
+# -- the optional 2-D front end ([frontend], docs/method.md § Front end) -------------------------------------
+def test_frontend_hand_computed():
+    """One 1x1 filter of weight 1 and bias 0 is ReLU; the pool then takes the max of each 2 mel bins."""
+    f = Frontend(FrontendConfig(channels=1, kernel=(1, 1), pool=2))
+    with torch.no_grad():
+        f.conv.weight.fill_(1.0)
+        f.conv.bias.zero_()
+    x = torch.tensor([[[1., -2.], [3., 4.], [-1., -5.], [-2., 0.5], [7., 7.]]])  # (1, 5 mels, 2 frames)
+    assert f(x).tolist() == [[[3., 4.], [0., 0.5]]]  # bins (0, 1) and (2, 3); bin 4 is dropped (5 // 2 = 2)
+    # two filters: channel c * (n_mels // pool) + m is filter c at pooled band m
+    f2 = Frontend(FrontendConfig(channels=2, kernel=(1, 1), pool=2))
+    with torch.no_grad():
+        f2.conv.weight[:, 0, 0, 0] = torch.tensor([1.0, -1.0])
+        f2.conv.bias.zero_()
+    assert f2(x).tolist() == [[[3., 4.], [0., 0.5], [0., 2.], [2., 5.]]]  # relu(-x): max(0, 2), max(5, 0)
+    # a time kernel of 3 with "same" padding: frame t sums frames t-1..t+1 (zeros outside)
+    f3 = Frontend(FrontendConfig(channels=1, kernel=(1, 3), pool=1))
+    with torch.no_grad():
+        f3.conv.weight.fill_(1.0)
+        f3.conv.bias.zero_()
+    assert f3(torch.tensor([[[1., 2., 3.]]])).tolist() == [[[3., 6., 5.]]]
+    assert f3(torch.tensor([[[1., 2., 3.]]]), unpadded=True).tolist() == [[[6.]]]
+
+
+def test_frontend_model_shapes_geometry_and_config_round_trip():
+    m = _model(frontend=FRONT)
+    n_mels = m.cfg.features.n_mels  # 32
+    assert m.conv("conv1").in_channels == 3 * (n_mels // 4) == FRONT.out_channels(n_mels) == 24
+    plain = _model()
+    lens = torch.tensor([101, 37])
+    assert m.output_lengths(lens).tolist() == plain.output_lengths(lens).tolist()  # same frames
+    x = torch.randn(2, n_mels, 101)
+    assert m(x).shape == plain(x).shape
+    # the front end's time kernel (5) comes first in the geometry: the receptive field grows by 4 frames
+    assert m.geometry("conv1") == [(5, 1, 2), (5, 2, 2)]
+    assert plain.geometry("conv1") == [(5, 2, 2)]
+    # configs: round trip, and no "frontend" key when off (old runs' configs read as before)
+    import dataclasses
+    from toposcope.config import RunConfig
+
+    rc = RunConfig(dataclasses.replace(load_config("tiny").model, frontend=FRONT))
+    d = rc.to_dict()
+    assert d["frontend"] == {"channels": 3, "kernel": [3, 5], "pool": 4}
+    assert config_from_dict(d).model.frontend == FRONT
+    assert "frontend" not in load_config("tiny").to_dict()
+
+
+def test_frontend_bad_configs_are_clear_errors():
+    base = {"layers": [{"channels": 16, "kernel": 3}], "features": {"n_mels": 16, "n_fft": 64, "hop": 16}}
+    assert config_from_dict({**base, "frontend": {"channels": 4}}).model.frontend == FrontendConfig(4, (5, 3), 4)
+    for bad, match in [({"channels": -1}, "channels must be >= 0"), ({"channels": 4, "pool": 0}, "pool must be"),
+                       ({"channels": 4, "kernel": [4, 3]}, "two odd positive"), ({"channels": 4, "kernel": [5]}, "kernel"),
+                       ({"channels": 4, "pool": 17}, "wider than the 16 mel bins"), ({"channels": 2.5}, "integer"),
+                       ({"chanels": 4}, "unknown key")]:
+        with pytest.raises(ConfigError, match=match):
+            config_from_dict({**base, "frontend": bad})
+
+
+
+def test_a_frontend_run_goes_through_the_pipeline(tiny_corpus, tmp_path):
+    """A run with a front end trains, evaluates, profiles, maps, draws its filters (the first layer's tiles
+    labelled as front-end bands) and gets optimal inputs; its checkpoint carries the front end."""
+    import json
+
+    from toposcope.checkpoint import dump_toml, load_run
+    from toposcope.cli import main
+
+    cfg = load_config("tiny").to_dict()
+    cfg["frontend"] = {"channels": 2, "kernel": [3, 3], "pool": 4}
+    toml = tmp_path / "front.toml"
+    toml.write_text(dump_toml(cfg))
+    run, data = tmp_path / "run", str(tiny_corpus.root)
+    assert main(["train", "--data", data, "--out", str(run), "--config", str(toml), "--epochs", "2",
+                 "--seed", "0", "--no-progress"]) == 0
+    m = load_run(run, "best").model
+    assert m.frontend is not None and m.conv("conv1").in_channels == 2 * (32 // 4)
+    assert main(["evaluate", str(run), "--data", data, "--no-progress"]) == 0
+    assert 0.0 <= json.loads((run / "eval" / "test.json").read_text())["cer"]
+    assert main(["profile", str(run), "--data", data, "--no-progress"]) == 0
+    assert main(["maps", str(run), "--no-progress"]) == 0
+    assert (run / "maps" / "regions.json").is_file()
+    assert main(["filters", str(run)]) == 0
+    assert (run / "filters" / "closeup_conv1.png").stat().st_size > 1000
+    assert main(["optimize", str(run), "--layer", "conv1", "--n-groups", "1", "--steps", "60",
+                 "--no-audio", "--no-progress"]) == 0
+    joint = list((run / "optimal" / "conv1").glob("*/joint.npy"))
+    assert joint and np.load(joint[0]).shape[0] == 32  # an input is still a log-mel image (n_mels, frames)

@@ -17,7 +17,7 @@ from .augment import AugmentConfig
 from .features import FeatureConfig
 from .grid import Grid
 
-__all__ = ["LayerSpec", "ModelConfig", "TrainConfig", "RunConfig", "load_config", "config_from_dict",
+__all__ = ["LayerSpec", "FrontendConfig", "ModelConfig", "TrainConfig", "RunConfig", "load_config", "config_from_dict",
            "shipped_configs", "ConfigError"]
 
 
@@ -67,6 +67,44 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class FrontendConfig:
+    """An optional 2-D convolutional front end before ``conv1`` (the ``[frontend]`` table; off by default).
+
+    ``channels`` filters of ``kernel = [mel, time]`` slide over the log-mel image ``(n_mels, frames)``
+    (BatchNorm when the model's ``norm`` is ``"batch"``, then ReLU), and a max-pool of ``pool`` mel bins
+    (stride ``pool``) follows, so ``conv1`` reads ``channels * (n_mels // pool)`` input channels at the
+    same frame rate. The pooling makes the model tolerate small shifts along the mel axis, which is how
+    a different vocal-tract length shows in a log-mel spectrogram. Not in the seed (its Wav2Letter is a
+    1-D network whose first layer reads mel bins: with a front end, ``conv1``'s filters are no longer
+    images of mel x time); ``channels = 0`` is the seed's network. docs/method.md § Front end.
+    """
+
+    channels: int = 0
+    kernel: tuple[int, int] = (5, 3)
+    pool: int = 4
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, ("channels", "pool"), ())
+        if self.channels < 0:
+            raise ConfigError(f"frontend channels must be >= 0 (0 = no front end), got {self.channels}")
+        if self.pool < 1:
+            raise ConfigError(f"frontend pool must be >= 1 mel bins, got {self.pool}")
+        k = self.kernel
+        if (not isinstance(k, (list, tuple)) or len(k) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0 for v in k)):
+            raise ConfigError(f"frontend kernel must be [mel, time], two odd positive integers, got {k!r}")
+        object.__setattr__(self, "kernel", (int(k[0]), int(k[1])))
+
+    @property
+    def enabled(self) -> bool:
+        return self.channels > 0
+
+    def out_channels(self, n_mels: int) -> int:
+        """Channels ``conv1`` reads: ``n_mels`` without a front end, else ``channels * (n_mels // pool)``."""
+        return self.channels * (n_mels // self.pool) if self.enabled else n_mels
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Wav2Letter-style network: gridded conv layers, then a k=1 output conv to the graphemes."""
 
@@ -77,6 +115,8 @@ class ModelConfig:
     #: "none" (the seed's Wav2Letter: conv -> ReLU) or "batch" (conv -> BatchNorm -> ReLU: a
     #: deviation from the seed that lets CTC training converge in minutes on a CPU).
     norm: str = "none"
+    #: optional 2-D front end before conv1 (:class:`FrontendConfig`; off: the seed's 1-D network)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def __post_init__(self) -> None:
         _check_numbers(self, (), ("dropout",))
@@ -88,6 +128,8 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "layers", tuple(self.layers))
+        if self.frontend.enabled and self.frontend.pool > self.features.n_mels:
+            raise ConfigError(f"frontend pool ({self.frontend.pool}) is wider than the {self.features.n_mels} mel bins")
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -158,6 +200,9 @@ class RunConfig:
                        for l in m.layers],
             "train": asdict(self.train),
             "augment": self.augment.to_dict(),
+            # only when on, so the configs of runs without one read as they always did
+            **({"frontend": {"channels": m.frontend.channels, "kernel": list(m.frontend.kernel),
+                             "pool": m.frontend.pool}} if m.frontend.enabled else {}),
         }
 
 
@@ -177,7 +222,7 @@ def _take(cls, table: dict, where: str):
 def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     """Build a :class:`RunConfig` from a parsed TOML/JSON dict (unknown keys are errors)."""
     d = dict(d)
-    allowed = {"name", "dropout", "norm", "features", "layers", "train", "augment"}
+    allowed = {"name", "dropout", "norm", "features", "frontend", "layers", "train", "augment"}
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -185,9 +230,10 @@ def config_from_dict(d: dict, where: str = "config") -> RunConfig:
         raise ConfigError(f"{where}: needs a [[layers]] list")
     feats = _take(FeatureConfig, d.get("features", {}), f"{where} [features]")
     layers = tuple(_take(LayerSpec, dict(l), f"{where} layers[{i}]") for i, l in enumerate(d["layers"]))
+    frontend = _take(FrontendConfig, d.get("frontend", {}), f"{where} [frontend]")
     try:
         model = ModelConfig(name=str(d.get("name", "custom")), features=feats, layers=layers,
-                            dropout=d.get("dropout", 0.0), norm=str(d.get("norm", "none")))
+                            dropout=d.get("dropout", 0.0), norm=str(d.get("norm", "none")), frontend=frontend)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     train = _take(TrainConfig, d.get("train", {}), f"{where} [train]")

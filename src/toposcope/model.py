@@ -1,6 +1,8 @@
 """The Wav2Letter-style topographic speech recognizer (docs/method.md § Features and model), readable top to bottom.
 
     features (batch, n_mels, frames)
+      [-> frontend        optional (``[frontend]``, off by default; not in the seed): Conv2d over
+                          (mel, time) + [BatchNorm] + ReLU + max-pool over mel -> (batch, C_f * n_mels // pool, frames)]
       -> conv1 .. convN   Conv1d (+ BatchNorm when ``norm = "batch"``) + ReLU (not in-place),
                           each gridded, each a named activation site
       -> output           Conv1d(k=1) to the grapheme classes (CTC, blank = 0)
@@ -25,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LayerSpec, ModelConfig
+from .config import FrontendConfig, LayerSpec, ModelConfig
 from .grid import Grid
 from .text import N_CLASSES
 
-__all__ = ["HookPoint", "ConvBlock", "Wav2Letter"]
+__all__ = ["HookPoint", "ConvBlock", "Frontend", "Wav2Letter"]
 
 
 class HookPoint(nn.Identity):
@@ -75,11 +77,42 @@ class ConvBlock(nn.Module):
         return self.activate(self.conv(x), None if lengths is None else self.out_lengths(lengths))
 
 
+class Frontend(nn.Module):
+    """The optional 2-D front end (:class:`toposcope.config.FrontendConfig`):
+    ``(B, n_mels, T) -> (B, channels * (n_mels // pool), T)``, same frames.
+
+    Conv2d over the log-mel image (``"same"`` zero padding) -> [BatchNorm2d] -> ReLU -> max-pool of ``pool``
+    mel bins; the output's channel ``c * (n_mels // pool) + m`` is filter ``c`` at pooled mel band ``m``.
+    Its time kernel is odd and zero-padded like the 1-D layers', so masking the input keeps batch invariance.
+    """
+
+    def __init__(self, cfg: FrontendConfig, norm: str = "none"):
+        super().__init__()
+        self.cfg = cfg
+        km, kt = cfg.kernel
+        self.conv = nn.Conv2d(1, cfg.channels, (km, kt), padding=((km - 1) // 2, (kt - 1) // 2))
+        self.norm = nn.BatchNorm2d(cfg.channels) if norm == "batch" else nn.Identity()
+        self.act = nn.ReLU(inplace=False)
+        self.pool = nn.MaxPool2d((cfg.pool, 1))
+
+    def forward(self, x: torch.Tensor, *, unpadded: bool = False) -> torch.Tensor:
+        """``unpadded=True``: no zero padding in time (``T - kernel_time + 1`` frames out; see
+        :func:`toposcope.optimize.render.activations`)."""
+        c = self.conv
+        pad = (c.padding[0], 0) if unpadded else c.padding
+        z = F.conv2d(x[:, None], c.weight, c.bias, 1, pad)  # (B, C_f, n_mels, T)
+        h = self.act(self.norm(z))
+        return self.pool(h).flatten(1, 2)  # (B, C_f, n_mels // pool, T) -> (B, C_f * (n_mels // pool), T)
+
+
 class Wav2Letter(nn.Module):
+    """The recognizer of ``cfg`` (module docstring): [front end] -> gridded ``ConvBlock`` s -> output conv."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        blocks, c_in = {}, cfg.features.n_mels
+        self.frontend = Frontend(cfg.frontend, cfg.norm) if cfg.frontend.enabled else None
+        blocks, c_in = {}, cfg.frontend.out_channels(cfg.features.n_mels)
         for name, spec in zip(cfg.layer_names, cfg.layers):
             blocks[name] = ConvBlock(c_in, spec, cfg.dropout, norm=cfg.norm)
             c_in = spec.channels
@@ -104,6 +137,10 @@ class Wav2Letter(nn.Module):
                                  f"{feats.shape[0]}, got {tuple(lengths.shape)}")
             lengths = lengths.clamp(max=feats.shape[-1])
             x = mask_frames(x, lengths)
+        if self.frontend is not None:
+            x = self.frontend(x)
+            if lengths is not None:
+                x = mask_frames(x, lengths)
         for block in self.blocks.values():
             x = block(x, lengths)
             if lengths is not None:
@@ -147,8 +184,12 @@ class Wav2Letter(nn.Module):
         return self.conv(name).weight
 
     def geometry(self, name: str) -> list[tuple[int, int, int]]:
-        """``(kernel, stride, left_padding)`` of every conv from the input up to ``name`` (inclusive)."""
+        """``(kernel, stride, left_padding)`` of every conv from the input up to ``name`` (inclusive); the
+        front end, when there is one, comes first with its time kernel (stride 1)."""
         out = []
+        if self.frontend is not None:
+            kt = self.frontend.cfg.kernel[1]
+            out.append((kt, 1, (kt - 1) // 2))
         for n, block in self.blocks.items():
             out.append((block.spec.kernel, block.spec.stride, block.spec.padding))
             if n == name:

@@ -256,3 +256,31 @@ def test_cli_writes_region_outputs(tiny_run, tiny_corpus, tmp_path):
     assert (out / "region.png").stat().st_size > 10000
     assert json.loads((run / "optimal" / "summary.json").read_text())["groups"] == ["aa"]
     assert main(["optimize", str(run), "--layer", "conv9", "--data", str(tiny_corpus.root)]) == 2  # clear error
+
+
+def test_unpadded_fast_path_and_receptive_field_with_a_frontend():
+    """With the 2-D front end (time kernel 5) the receptive field grows by 4 frames, and the unpadded forward
+    still gives exactly the padded forward's valid frames (the optimiser's fast path)."""
+    from helpers import random_tiny_model
+    from toposcope.config import FrontendConfig
+
+    m = random_tiny_model("batch", 0, FrontendConfig(channels=3, kernel=(3, 5), pool=4))
+    rf = receptive_field(m, "conv2")
+    assert (rf.size, rf.jump, rf.offset) == (17, 2, 8)  # 5 + 4 + 4*2; offset 2 + 2 + 2*2
+    geo = input_geometry(m, "conv2", 0.5)
+    x = torch.randn(1, 32, geo.frames, generator=torch.Generator().manual_seed(1))
+    a = activations(m, x, ["conv2"])["conv2"][0]
+    u = activations(m, x, ["conv2"], unpadded=True)["conv2"][0]
+    assert u.shape == a[:, geo.valid].shape and torch.allclose(u, a[:, geo.valid], atol=1e-5)
+
+
+def test_redirected_relus_cover_the_frontend_and_are_restored():
+    from helpers import random_tiny_model
+    from toposcope.config import FrontendConfig
+    from toposcope.optimize.render import RedirectedReLU, redirected_relus
+
+    m = random_tiny_model("none", 0, FrontendConfig(channels=2, kernel=(3, 3), pool=4))
+    with redirected_relus(m, "conv1"):
+        assert isinstance(m.frontend.act, RedirectedReLU) and isinstance(m.blocks["conv1"].act, RedirectedReLU)
+        assert isinstance(m.blocks["conv2"].act, torch.nn.ReLU)
+    assert type(m.frontend.act) is torch.nn.ReLU and type(m.blocks["conv1"].act) is torch.nn.ReLU

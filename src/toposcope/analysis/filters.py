@@ -159,7 +159,10 @@ def _write_filters(run_dir, *, layer: str | None = None, n: int = 3, count: int 
     layer = d["layer"]
     hoods = d["neighborhoods"]
     first = layer == model.layer_names[0]
-    unit = "mel" if first else "input channel"
+    if first and model.frontend is not None:  # conv1 reads the 2-D front end, not mel bins
+        unit = "front-end band"  # channel c * (n_mels // pool) + m: filter c at pooled mel band m
+    else:
+        unit = "mel" if first else "input channel"
 
     fig = plt.figure(figsize=(3.4 * len(hoods) + 3.8, 4.0), constrained_layout=True)
     gs = fig.add_gridspec(1, len(hoods) + 1, width_ratios=[1] * len(hoods) + [1.1])

@@ -122,9 +122,14 @@ class RedirectedReLU(torch.nn.Module):
 
 @contextmanager
 def redirected_relus(model, upto: str):
-    """Temporarily swap ``model.blocks[name].act`` (ReLU) for :class:`RedirectedReLU` up to ``upto``."""
+    """Temporarily swap ``model.blocks[name].act`` (ReLU) for :class:`RedirectedReLU` up to ``upto`` (and the
+    front end's, when the model has one)."""
     swapped = []
     try:
+        front = getattr(model, "frontend", None)
+        if front is not None and isinstance(front.act, torch.nn.ReLU):
+            swapped.append((front, front.act))
+            front.act = RedirectedReLU()
         for name, block in model.blocks.items():
             if isinstance(block.act, torch.nn.ReLU):
                 swapped.append((block, block.act))
@@ -173,6 +178,8 @@ def activations(model, feats: torch.Tensor, layers, *, detach: bool = True,
     last = max(order.index(l) for l in layers)
     with record(model, layers, detach=detach) as rec:
         h = feats
+        if getattr(model, "frontend", None) is not None:  # the optional 2-D front end (toposcope.model.Frontend)
+            h = model.frontend(h, unpadded=unpadded)
         for name in order[:last + 1]:
             block = model.blocks[name]
             if unpadded:

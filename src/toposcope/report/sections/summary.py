@@ -27,6 +27,9 @@ def _layers_text(cfg: dict) -> str:
         g = spec.get_grid()
         s = f" s{spec.stride}" if spec.stride != 1 else ""
         parts.append(f"{name}: {spec.channels}×k{spec.kernel}{s} [{g.rows}×{g.cols}]")
+    f = rc.model.frontend
+    if f.enabled:
+        parts.insert(0, f"2-D front end: {f.channels}×k{f.kernel[0]}×{f.kernel[1]}, mel max-pool {f.pool}")
     return "; ".join(parts)
 
 
@@ -38,8 +41,11 @@ def _n_params(cfg: dict) -> int | None:
         rc = config_from_dict(cfg)
     except ValueError:
         return None
-    n, c_in = 0, rc.model.features.n_mels
-    for spec in rc.model.layers:
+    m = rc.model
+    n, c_in = 0, m.frontend.out_channels(m.features.n_mels)
+    if m.frontend.enabled:  # its Conv2d (one input channel)
+        n += m.frontend.channels * (m.frontend.kernel[0] * m.frontend.kernel[1] + 1)
+    for spec in m.layers:
         n += spec.channels * c_in * spec.kernel + spec.channels
         c_in = spec.channels
     return n + N_CLASSES * c_in + N_CLASSES

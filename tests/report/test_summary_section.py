@@ -1,0 +1,20 @@
+"""The run summary section (report/sections/summary.py): the model table's layer text and parameter count."""
+
+from __future__ import annotations
+
+from toposcope.config import config_from_dict, load_config
+from toposcope.model import Wav2Letter
+from toposcope.report.sections.summary import _layers_text, _n_params
+
+
+def test_parameter_count_is_the_models_with_and_without_a_frontend():
+    # tiny has norm = "none", so every parameter is a conv weight or bias (BatchNorm is not counted)
+    plain = load_config("tiny").to_dict()
+    front = {**plain, "frontend": {"channels": 2, "kernel": [3, 5], "pool": 4}}
+    for cfg in (plain, front):
+        m = Wav2Letter(config_from_dict(cfg).model)
+        assert _n_params(cfg) == sum(p.numel() for p in m.parameters())
+    # by hand: the front end adds 2 * (3 * 5 + 1) = 32; conv1 reads 2 * (32 // 4) = 16 channels instead of 32
+    assert _n_params(front) - _n_params(plain) == 32 + 64 * 5 * (16 - 32)
+    assert _layers_text(plain).startswith("conv1: 64×k5 s2 [8×8]")
+    assert _layers_text(front).startswith("2-D front end: 2×k3×5, mel max-pool 4; conv1: 64×k5 s2 [8×8]")
