@@ -171,3 +171,30 @@ def test_layout_stage_fits_the_baselines_layout_and_judges_it_held_out(tiny_run,
     assert lay["fit_split"] == "train" and sorted(lay["cell_of_unit"]) == list(range(len(lay["cell_of_unit"])))
     judged = json.loads((base / "maps-som" / "stats.json").read_text())
     assert judged["layout"]["judged_on_fitting_split"] is False and judged["profile_split"] == "test"
+
+
+def test_demo_refuses_runs_of_another_config_and_the_cli_takes_one(tiny_run, tmp_path, capsys, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from toposcope import demo
+    from toposcope.checkpoint import dump_toml
+    from toposcope.config import load_config
+
+    runs = tmp_path / "out" / "runs"
+    shutil.copytree(tiny_run, runs / "topo", ignore=shutil.ignore_patterns(".lock", "checkpoints"))
+    q = demo.plan(True)  # config "tiny", as tiny_run
+    demo._check_existing_runs(q, (runs / "topo", runs / "baseline"))  # same model: fine (no baseline yet: fine)
+    with pytest.raises(demo.DemoError, match="holds a model of another config .'tiny'. than this demo's 'small'"):
+        demo._check_existing_runs(dataclasses.replace(q, config="small"), (runs / "topo",))
+    # a TOML of the same model under another name is the same model
+    same = tmp_path / "mytiny.toml"
+    same.write_text(dump_toml(load_config("tiny").to_dict()))
+    demo._check_existing_runs(dataclasses.replace(q, config=str(same)), (runs / "topo",))
+    # the CLI: --config reaches the plan; a bad one fails before anything is written
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda out, demo_plan, **kw: seen.setdefault("plan", demo_plan))
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--config", str(same)]) == 0
+    assert seen["plan"].config == str(same) and seen["plan"].quick
+    assert main(["demo", "--out", str(tmp_path / "e"), "--config", "nope"]) == 2
+    assert "unknown config 'nope'" in capsys.readouterr().err and not (tmp_path / "e").exists()

@@ -245,6 +245,7 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     topo_dir, base_dir = out / "runs" / "topo", out / "runs" / "baseline"
+    _check_existing_runs(p, (topo_dir, base_dir))
     report_path = out / "report.html"
     timings: dict[str, float | str] = {}
     load_start = _loadavg()
@@ -278,6 +279,23 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     log(f"finished in {total / 60:.1f} min")
     print(format_headline(head, report_path), flush=True)
     return {"report": report_path, "timings": timings, "headline": head}
+
+
+def _check_existing_runs(p: DemoPlan, run_dirs) -> None:
+    """Raise :class:`DemoError` when a run folder the demo would resume or skip holds a model of another config
+    than ``p.config`` (a second demo with another ``--config`` into the same folder would otherwise mix them)."""
+    import dataclasses
+
+    from .checkpoint import CONFIG_FILE, read_run_config
+    from .config import load_config
+
+    want = load_config(p.config).model
+    for r in run_dirs:
+        if (Path(r) / CONFIG_FILE).is_file():
+            have = read_run_config(r).model
+            if dataclasses.replace(have, name=want.name) != want:  # the name is the file's stem: not compared
+                raise DemoError(f"{r} holds a model of another config ({have.name!r}) than this demo's "
+                                f"{p.config!r}: give another --out, or remove {r}")
 
 
 def _loadavg() -> float | None:

@@ -18,6 +18,9 @@ def add_arguments(p) -> None:
                    help="output directory (default: ./toposcope-demo)")
     p.add_argument("--quick", action="store_true",
                    help="40 utterances and the tiny config: a smoke test of every stage in ~3 minutes")
+    p.add_argument("--config", default=None, metavar="NAME|FILE",
+                   help="config of both models (default: small; --quick: tiny), e.g. a copy of small.toml with a "
+                        "[frontend] table (docs/method.md § Front end)")
     p.add_argument("--train-minutes", type=float, default=None, metavar="M",
                    help="wall-clock cap of each of the two trainings (default: 6, --quick: 0.5)")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="synthesis worker processes (default: all cores)")
@@ -30,6 +33,11 @@ def run(args) -> int:
     from ..demo import DemoError, plan, run_demo
 
     p = plan(args.quick)
+    if args.config is not None:
+        from ..config import load_config
+
+        load_config(args.config)  # a bad name or file fails here, before anything is written
+        p = dataclasses.replace(p, config=args.config)
     if args.train_minutes is not None:
         if args.train_minutes <= 0:
             raise ValueError(f"--train-minutes must be > 0, got {args.train_minutes}")
