@@ -191,10 +191,10 @@ def test_demo_refuses_runs_of_another_config_and_the_cli_takes_one(tiny_run, tmp
     same = tmp_path / "mytiny.toml"
     same.write_text(dump_toml(load_config("tiny").to_dict()))
     demo._check_existing_runs(dataclasses.replace(q, config=str(same)), (runs / "topo",))
-    # the CLI: --config reaches the plan; a bad one fails before anything is written
+    # the CLI: a bad --config fails before anything is written; a good one reaches the plan
+    assert main(["demo", "--out", str(tmp_path / "e"), "--config", "nope"]) == 2
+    assert "unknown config 'nope'" in capsys.readouterr().err and not (tmp_path / "e").exists()
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda out, demo_plan, **kw: seen.setdefault("plan", demo_plan))
     assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--config", str(same)]) == 0
     assert seen["plan"].config == str(same) and seen["plan"].quick
-    assert main(["demo", "--out", str(tmp_path / "e"), "--config", "nope"]) == 2
-    assert "unknown config 'nope'" in capsys.readouterr().err and not (tmp_path / "e").exists()

@@ -243,9 +243,9 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     """
     p = demo_plan or plan(quick)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     topo_dir, base_dir = out / "runs" / "topo", out / "runs" / "baseline"
-    _check_existing_runs(p, (topo_dir, base_dir))
+    _check_existing_runs(p, (topo_dir, base_dir))  # before anything is written: a bad config fails here
+    out.mkdir(parents=True, exist_ok=True)
     report_path = out / "report.html"
     timings: dict[str, float | str] = {}
     load_start = _loadavg()
@@ -282,8 +282,9 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
 
 
 def _check_existing_runs(p: DemoPlan, run_dirs) -> None:
-    """Raise :class:`DemoError` when a run folder the demo would resume or skip holds a model of another config
-    than ``p.config`` (a second demo with another ``--config`` into the same folder would otherwise mix them)."""
+    """Load ``p.config`` (:class:`~toposcope.config.ConfigError` when it is not a usable config) and raise
+    :class:`DemoError` when a run folder the demo would resume or skip holds a model of another config than
+    ``p.config`` (a second demo with another ``--config`` into the same folder would otherwise mix them)."""
     import dataclasses
 
     from .checkpoint import CONFIG_FILE, read_run_config

@@ -188,8 +188,8 @@ class Wav2Letter(nn.Module):
         front end, when there is one, comes first with its time kernel (stride 1)."""
         out = []
         if self.frontend is not None:
-            kt = self.frontend.cfg.kernel[1]
-            out.append((kt, 1, (kt - 1) // 2))
+            c = self.frontend.conv  # its time axis: kernel, stride, padding
+            out.append((c.kernel_size[1], c.stride[1], c.padding[1]))
         for n, block in self.blocks.items():
             out.append((block.spec.kernel, block.spec.stride, block.spec.padding))
             if n == name:

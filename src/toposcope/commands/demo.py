@@ -33,10 +33,7 @@ def run(args) -> int:
     from ..demo import DemoError, plan, run_demo
 
     p = plan(args.quick)
-    if args.config is not None:
-        from ..config import load_config
-
-        load_config(args.config)  # a bad name or file fails here, before anything is written
+    if args.config is not None:  # run_demo loads it before writing anything
         p = dataclasses.replace(p, config=args.config)
     if args.train_minutes is not None:
         if args.train_minutes <= 0:
