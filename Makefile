@@ -1,5 +1,5 @@
 # `make demo` and `make test` work on a fresh Debian machine as root with Python 3.11.
-.PHONY: setup demo quick test test-fast bench clean
+.PHONY: setup demo quick test test-fast bench extra-voices clean
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,10 @@ test: setup
 
 test-fast: setup
 	.venv/bin/python -m pytest -q -m "not slow and not browser"
+
+# opt-in: six more Festival voices from Debian contrib/non-free (docs/usage.md § More voices)
+extra-voices:
+	bash scripts/extra_voices.sh
 
 bench: setup
 	.venv/bin/python benchmarks/run_all.py

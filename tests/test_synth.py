@@ -175,6 +175,10 @@ def test_cli_prints_summary(tmp_path, capsys):
     assert all(v in listed for v in VOICES) and listed.count("held out for test") == len(DEFAULT_TEST_VOICES)
     from toposcope.synth.voices import ESPEAK_EXCLUDED
 
+    from toposcope.synth.voices import EXTRA_VOICES
+
+    opt_in = listed.split("opt-in voices")[1].split("not used:")[0]
+    assert all(v in opt_in for v in EXTRA_VOICES) and opt_in.count("installed)") == len(EXTRA_VOICES)
     not_used = listed.split("not used:")[1]
     assert "awb_time" in not_used and all(f"espeak-ng {k}:" in not_used for k in ESPEAK_EXCLUDED)
     assert main(["synth", "--utterances", "3"]) == 2  # no --out: clear error
@@ -463,7 +467,13 @@ def test_espeak_variants_all_used_or_excluded():
     if lib.espeak_Info(None) != b"1.51":
         pytest.skip("the variant list was checked on espeak-ng 1.51")
     installed = {p.name for p in (data / "voices" / "!v").iterdir()}
-    assert installed == set(ESPEAK_VARIANTS) | (set(ESPEAK_EXCLUDED) - {"mb/*"})
+    assert installed == set(ESPEAK_VARIANTS) | (set(ESPEAK_EXCLUDED) - {"mb/* (other)"})
+    # the opt-in MBROLA list is every voice of voices/mb that speaks English (a "language en" line)
+    from toposcope.synth.voices import ESPEAK_MBROLA_ENGLISH
+
+    english = {f.name for f in (data / "voices" / "mb").iterdir()
+               if any(line.startswith("language en") for line in f.read_text(errors="replace").splitlines())}
+    assert english == set(ESPEAK_MBROLA_ENGLISH)
 
 
 def test_missing_espeak_variant_named():
@@ -499,3 +509,183 @@ def test_test_voices_held_out_in_a_2h_plan():
         n = [sum(p.split == split and p.speaker.voice.engine == e for p in plan)
              for e in ("festival", "flite", "espeak")]
         assert max(n) - min(n) <= 2, (split, n)
+
+
+# ----------------------------------------------------------------------------- opt-in voices (contrib/non-free)
+
+def test_mrpa_map_covers_festivals_british_phone_set():
+    """Every phone of Festival's own ``mrpa`` phone set maps onto the canonical inventory."""
+    from toposcope.phones import MRPA_MAP, map_phone
+
+    scm = Path("/usr/share/festival/mrpa_phones.scm")
+    if not scm.is_file():
+        pytest.skip("festival not installed")
+    text = scm.read_text(errors="replace")
+    members = text[text.index(";; Phone set members"):]
+    members = members[:members.index("\n  )")]  # the list that closes the phone set's members
+    # one line per phone: its name, then its 8 features, e.g. "(uh  +   s   2   3   -   0   0   0)"
+    phones = [line.split()[0].lstrip("(") for line in members.splitlines() if len(line.split()) == 9]
+    assert len(phones) == 45 and "@@" in phones and "u@" in phones and "#" in phones
+    for ph in phones:
+        assert map_phone(ph, MRPA_MAP) in PHONE_SET, ph
+    # by hand: STRUT, LOT, NURSE, the centring diphthong of "hair", and h
+    assert [map_phone(x, MRPA_MAP) for x in ("uh", "o", "@@", "e@", "h", "oo")] == ["ah", "aa", "er", "eh", "hh",
+                                                                                      "ao"]
+
+
+def test_voice_sets_and_extra_names():
+    from toposcope.synth.voices import EXTRA_VOICES, get_voices
+
+    assert len(EXTRA_VOICES) == 26 and not set(EXTRA_VOICES) & set(VOICES)
+    assert [v.name for v in get_voices("extra")] == list(EXTRA_VOICES)
+    both = get_voices("default,extra")
+    assert [v.name for v in both] == list(VOICES) + list(EXTRA_VOICES)
+    assert [v.name for v in get_voices(["festival_us1_mbrola", "extra"])][:2] == ["festival_us1_mbrola",
+                                                                                    "festival_rab_diphone"]
+    assert len(get_voices(["extra", "extra", "festival_us2_mbrola"])) == 26  # no repeats
+    assert get_voices() == list(VOICES.values())  # the default corpus never takes them
+    with pytest.raises(SynthError, match="the sets default, extra"):
+        get_voices("extras")
+    assert {v.phoneset for v in EXTRA_VOICES.values()} == {"radio", "mrpa", "espeak"}
+    assert sum(v.engine == "espeak" for v in EXTRA_VOICES.values()) == 20
+    assert {v.phoneset for v in VOICES.values() if v.engine == "espeak"} == {"espeak"}
+
+
+def test_extra_voices_leave_the_test_split_alone():
+    """Adding the opt-in voices changes train/valid only: the test split of a plan (voices, speakers,
+    sentences) is the default plan's, utterance for utterance."""
+    from toposcope.synth.voices import EXTRA_VOICES
+
+    base = plan_corpus(utterances=600, seed=0)
+    more = plan_corpus(utterances=600, seed=0, voices="default,extra")
+    test = [(p.id, p.speaker.id, p.sentence) for p in base if p.split == "test"]
+    assert test and test == [(p.id, p.speaker.id, p.sentence) for p in more if p.split == "test"]
+    train = {p.speaker.voice.name for p in more if p.split == "train"}
+    assert set(EXTRA_VOICES) <= train
+    # the train sentences are the same ones; only who speaks them changes
+    assert [p.sentence for p in base if p.split == "train"] == [p.sentence for p in more if p.split == "train"]
+
+
+def test_missing_extra_voice_says_how_to_get_it(monkeypatch):
+    import toposcope.synth.voices as voices
+
+    monkeypatch.setitem(voices._FESTIVAL_VOICE_DIRS, "us2_mbrola", "/nonexistent/us2_mbrola")
+    with pytest.raises(MissingPackageError, match=r"us2_mbrola not found \(enable Debian's contrib and non-free"
+                                                  r".*apt-get install festvox-us2"):
+        voices.check_voices([voices.EXTRA_VOICES["festival_us2_mbrola"]])
+    real = shutil.which
+    monkeypatch.setattr(voices.shutil, "which", lambda name: None if name == "mbrola" else real(name))
+    monkeypatch.setitem(voices._FESTIVAL_VOICE_DIRS, "us1_mbrola", "/")  # a directory that exists
+    with pytest.raises(MissingPackageError, match="program 'mbrola' not found"):
+        voices.check_voices([voices.EXTRA_VOICES["festival_us1_mbrola"]])
+
+
+def test_finalize_maps_mrpa_labels(tmp_path):
+    from toposcope.synth import _finalize
+    from toposcope.synth.voices import EXTRA_VOICES
+
+    (tmp_path / "audio").mkdir()
+    (tmp_path / ".synth").mkdir()
+    t = np.arange(16000) / 16000
+    sf.write(str(tmp_path / "a.wav"), 0.5 * np.sin(2 * np.pi * 120 * t), 16000)
+    spk = EXTRA_VOICES["festival_rab_diphone"].speaker(1.0, 1.15)  # native pitch: no resampling
+    p = PlannedUtterance(0, "u0", "train", spk, "Her hair.")
+    raw = {"wav": tmp_path / "a.wav", "stem": tmp_path / "a",
+           "segs": [(0.1, "#"), (0.3, "h"), (0.5, "@@"), (0.6, "h"), (0.9, "e@"), (1.0, "#")]}
+    d = _finalize(p, raw, tmp_path)
+    assert d["phones"] == [[0.0, 0.1, "sil"], [0.1, 0.3, "hh"], [0.3, 0.5, "er"], [0.5, 0.6, "hh"],
+                           [0.6, 0.9, "eh"], [0.9, 1.0, "sil"]]
+    assert d["source_phones"][2] == [0.3, 0.5, "@@"] and d["duration"] == pytest.approx(1.0)
+
+
+def test_every_extra_voice_synthesizes_where_installed(tmp_path):
+    """The opt-in voices, where this machine has them (a stock Debian has not: skipped there), through
+    their engine and the canonical labelling. Per voice: F0 of the pitch-1.15 variant over the 1.0 one
+    (autocorrelation on the vowels; Festival shifts F0 natively, espeak-ng by speed perturbation), and
+    label/audio alignment (energy above 4 kHz a larger share in s/sh/z than in vowels), which catches an
+    MBROLA voice read at espeak-ng's 22 050 Hz instead of its database's own rate."""
+    from toposcope.synth import _finalize
+    from toposcope.synth.espeak import run_espeak_batch
+    from toposcope.synth.festival import run_festival_batch
+    from toposcope.synth.voices import EXTRA_VOICES
+
+    present = [v for v in EXTRA_VOICES.values() if v.name not in _missing([v])]
+    if not present:
+        pytest.skip("no opt-in voice installed (Debian contrib/non-free)")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / ".synth").mkdir()
+    work = tmp_path / "work"
+    sentence = "Who is the owner of the blue car near the old house? She sees his shoes."
+    # slow speech (rate 0.85): long vowels, so that most of them hold the 40 ms F0 window
+    plans = [PlannedUtterance(2 * i + j, f"x{i:02d}{j}", "train", v.speaker(0.85, pitch), sentence)
+             for i, v in enumerate(present) for j, pitch in enumerate((1.0, 1.15))]
+    raws = {}
+    for engine, run in (("festival", run_festival_batch), ("espeak", run_espeak_batch)):
+        items = [(p.speaker, sentence, work / p.id) for p in plans if p.speaker.voice.engine == engine]
+        if items:
+            raws.update(run(items, work))
+    f0, hf = {}, {}
+    for p in plans:
+        raw = raws[work / p.id]
+        raw["stem"] = work / p.id
+        d = _finalize(p, raw, tmp_path)
+        labels = [lab for _, _, lab in d["phones"]]
+        assert set(labels) <= PHONE_SET and sum(lab in VOWELS for lab in labels) >= 12, (p.speaker.id, labels)
+        x = read_audio(tmp_path / d["audio"])
+        f0[p.speaker.id] = (labels, _f0_per_vowel(x, d["phones"]))
+        hf[p.speaker.id] = _hf_share(x, d["phones"])
+    for v in present:
+        (lab1, f1), (lab2, f2) = f0[v.speaker(0.85, 1.0).id], f0[v.speaker(0.85, 1.15).id]
+        assert lab1 == lab2, v.name  # the same phones: only F0 (and with speed perturbation, time) differs
+        ratios = [b / a for a, b in zip(f1, f2) if a and b]
+        assert len(ratios) >= 4 and 1.10 < float(np.median(ratios)) < 1.20, (v.name, ratios)
+        fric, vowel = hf[v.speaker(0.85, 1.0).id]
+        assert fric > 4 * vowel, (v.name, fric, vowel)
+
+
+def _f0_per_vowel(x, phones, sr=16000) -> list[float | None]:
+    """F0 at the middle of every vowel segment (40 ms autocorrelation, 60-400 Hz; None where unvoiced or
+    too short). Paired vowel by vowel between two variants, octave errors of one vowel drop out of the
+    median ratio."""
+    out = []
+    for s, e, lab in phones:
+        if lab not in VOWELS:
+            continue
+        m = int((s + e) / 2 * sr)
+        if e - s < 0.045 or m < 320:
+            out.append(None)
+            continue
+        seg = x[m - 320:m + 320] - x[m - 320:m + 320].mean()
+        ac = np.correlate(seg, seg, "full")[len(seg) - 1:]
+        lo, hi = sr // 400, sr // 60
+        k = lo + int(np.argmax(ac[lo:hi]))
+        out.append(sr / k if ac[k] > 0.3 * ac[0] else None)
+    return out
+
+
+def _hf_share(x, phones, sr=16000):
+    """Median share of energy above 4 kHz in the s/sh/z segments and in the vowels."""
+    out = {"fric": [], "vowel": []}
+    for s, e, lab in phones:
+        seg = x[int(s * sr):int(e * sr)]
+        if len(seg) < 256:
+            continue
+        p = np.abs(np.fft.rfft(seg * np.hanning(len(seg)))) ** 2
+        frac = p[len(p) // 2:].sum() / (p.sum() + 1e-12)
+        if lab in ("s", "sh", "z"):
+            out["fric"].append(frac)
+        elif lab in VOWELS:
+            out["vowel"].append(frac)
+    return float(np.median(out["fric"])), float(np.median(out["vowel"]))
+
+
+def test_extra_voices_script_installs_every_package():
+    """``make extra-voices`` installs exactly the packages the opt-in voices name, plus mbrola itself."""
+    import re
+
+    from toposcope.synth.voices import EXTRA_VOICES
+
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "extra_voices.sh").read_text()
+    pkgs = set(re.search(r"^PKGS=\(([^)]*)\)", script, re.M).group(1).split())
+    assert pkgs == {v.package for v in EXTRA_VOICES.values()}
+    assert "Components: contrib non-free" in script

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
-    "PHONES", "PHONE_SET", "SILENCE", "VOWELS", "FESTIVAL_MAP", "TIMIT_MAP",
+    "PHONES", "PHONE_SET", "SILENCE", "VOWELS", "FESTIVAL_MAP", "MRPA_MAP", "TIMIT_MAP",
     "map_phone", "UnknownPhoneError",
 ]
 
@@ -21,6 +21,17 @@ VOWELS = frozenset({"aa", "ae", "ah", "ao", "aw", "ay", "eh", "er", "ey", "ih", 
 
 #: Festival / Flite (radio phone set) -> canonical.
 FESTIVAL_MAP: dict[str, str] = {"ax": "ah", "pau": SILENCE, "h#": SILENCE, "#": SILENCE, "sil": SILENCE}
+
+#: Festival's British ``mrpa`` phone set (``rab_diphone``, ``don_diphone``, ``en1_mbrola``) -> canonical.
+#: Consonants keep their names but ``h``; vowels go to the ARPAbet vowel of the same word in CMUdict
+#: (``uh`` is the STRUT vowel, ARPAbet ``ah``; ``o`` the LOT vowel, ``aa``). The three centring
+#: diphthongs of a non-rhotic accent map to their first vowel (``e@`` in "hair" -> ``eh``: CMUdict's
+#: ``eh r`` without the ``r`` that the speaker does not say).
+MRPA_MAP: dict[str, str] = {
+    "uh": "ah", "e": "eh", "a": "ae", "o": "aa", "i": "ih", "u": "uh", "ii": "iy", "uu": "uw",
+    "oo": "ao", "aa": "aa", "@@": "er", "ai": "ay", "ei": "ey", "oi": "oy", "au": "aw", "ou": "ow",
+    "e@": "eh", "i@": "ih", "u@": "uh", "@": "ah", "h": "hh", "#": SILENCE, "pau": SILENCE,
+}
 
 #: TIMIT 61 -> canonical 39 + sil (the usual folding; dx -> d is our documented choice).
 #: ``q`` (glottal stop) maps to ``None``: importers merge it into its neighbour (or sil).

@@ -24,7 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace OUT when it is a non-empty folder that is not a synthesized corpus")
     parser.add_argument("--voices", default=None, metavar="V1,V2",
-                        help="comma-separated voice names (default: all); see --list-voices")
+                        help="comma-separated voice names or sets: 'default' (the default corpus's 106 voices, "
+                             "used when not given), 'extra' (6 opt-in voices from Debian contrib/non-free, "
+                             "train/valid only), e.g. 'default,extra'; see --list-voices")
     parser.add_argument("--list-voices", action="store_true", help="list the voices and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -49,16 +51,27 @@ def run(args) -> int:
 
 
 def _list_voices() -> None:
-    """Every voice (engine, the engine's name for it, Debian package, test or train), then what is left out."""
-    from ..synth.voices import DEFAULT_TEST_VOICES, ESPEAK_EXCLUDED, OTHER_EXCLUDED, VOICES
+    """Every voice (engine, the engine's name for it, Debian package, test or train), the opt-in voices,
+    then what is left out."""
+    from ..synth.voices import DEFAULT_TEST_VOICES, ESPEAK_EXCLUDED, EXTRA_VOICES, OTHER_EXCLUDED, VOICES, check_voices
+    from ..synth.voices import MissingPackageError
 
-    width = max(len(n) for n in VOICES) + 2
+    width = max(len(n) for n in (*VOICES, *EXTRA_VOICES)) + 2
     for v in VOICES.values():
         held = "  (held out for test)" if v.name in DEFAULT_TEST_VOICES else ""
         print(f"{v.name:{width}s} engine={v.engine:8s} voice={v.engine_voice!r:28s} package={v.package}{held}")
     n_test = sum(v in VOICES for v in DEFAULT_TEST_VOICES)
-    print(f"{len(VOICES)} voices: {len(VOICES) - n_test} train/valid, {n_test} test; "
+    print(f"{len(VOICES)} voices (the set 'default'): {len(VOICES) - n_test} train/valid, {n_test} test; "
           "each voice x 3 rates x 3 pitches = 9 speakers")
+    print("opt-in voices (the set 'extra', train/valid only; Debian contrib, and non-free for the MBROLA data; "
+          "--voices default,extra):")
+    for v in EXTRA_VOICES.values():
+        try:
+            check_voices([v])
+            state = "installed"
+        except MissingPackageError:
+            state = "not installed"
+        print(f"{v.name:{width}s} engine={v.engine:8s} voice={v.engine_voice!r:28s} package={v.package}  ({state})")
     print("not used:")
     for name, why in {**{f"espeak-ng {k}": w for k, w in ESPEAK_EXCLUDED.items()}, **OTHER_EXCLUDED}.items():
         print(f"  {name}: {why}")

@@ -23,7 +23,9 @@ Plan (deterministic for a seed, and prefix-stable: utterance ``i`` depends only 
   Flite voice and a whole espeak-ng accent with its variants); ``train`` and ``valid`` use the
   other voices; each split goes round-robin over the engines and, within an engine, over its
   voices (so each engine speaks about a third of every split however many voices it has, and
-  small corpora still hold every engine); test sentences come from their own pool too;
+  small corpora still hold every engine; espeak-ng's opt-in MBROLA voices count as an engine of
+  their own, so with ``voices="default,extra"`` train and valid go round four groups); test
+  sentences come from their own pool too;
 * each utterance draws a rate and a pitch factor; ``(voice, rate, pitch)`` is its ``speaker``.
 
 All or nothing, and resumable (``docs/bad-inputs.md``): the corpus is built in ``.<out>.partial``
@@ -53,7 +55,7 @@ import soundfile as sf
 from .._util import atomic_dir, progress_enabled, usable_cores, write_text_atomic
 from ..audio import SAMPLE_RATE, write_wav
 from ..corpus import MANIFEST, Corpus, Utterance, write_manifest
-from ..phones import FESTIVAL_MAP, SILENCE, map_phone
+from ..phones import FESTIVAL_MAP, MRPA_MAP, SILENCE, map_phone
 from ..text import normalize_text
 from .espeak import map_espeak
 from .sentences import load_sentences
@@ -97,10 +99,11 @@ def _estimate_seconds(sentence: str, spk: Speaker) -> float:
 
 
 def _by_engine(voices: list[Voice]) -> list[list[Voice]]:
-    """The voices grouped by engine (engines and voices in the order given)."""
+    """The voices grouped by engine (:attr:`.voices.Voice.share_group`: the engine, but espeak-ng's MBROLA
+    voices apart; groups and voices in the order given)."""
     groups: dict[str, list[Voice]] = {}
     for v in voices:
-        groups.setdefault(v.engine, []).append(v)
+        groups.setdefault(v.share_group, []).append(v)
     return list(groups.values())
 
 
@@ -187,11 +190,12 @@ def _finalize(p: PlannedUtterance, raw: dict, out: Path) -> dict:
         src_segs.append((prev, e, lab))
         prev = e
     phones: list[list] = []
+    phoneset = p.speaker.voice.phoneset
     for s, e, lab in src_segs:
-        if raw.get("mapping") == "espeak":
+        if phoneset == "espeak":
             c = map_espeak(lab)
         else:
-            c = map_phone(lab, FESTIVAL_MAP)
+            c = map_phone(lab, MRPA_MAP if phoneset == "mrpa" else FESTIVAL_MAP)
         if c is None:  # espeak's glottal stop: merged into its left neighbour (or sil)
             if phones and abs(phones[-1][1] - s) < 1e-9:
                 phones[-1][1] = e

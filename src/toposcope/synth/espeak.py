@@ -139,7 +139,7 @@ def run_espeak_batch(items: list[tuple[Speaker, str, Path]], workdir: Path) -> d
             segs = [(float(e), str(lab)) for e, lab in data["segs"]]
             side.unlink()
             # no words: espeak-ng's word events merge and drop short function words
-            results[Path(stem)] = {"wav": wav, "segs": segs, "words": None, "mapping": "espeak"}
+            results[Path(stem)] = {"wav": wav, "segs": segs, "words": None}
     if not results and items:
         raise SynthError(f"espeak-ng worker failed on every utterance of {jobfile} (exit {proc.returncode}): "
                          f"{proc.stderr.strip()[-500:]}")
@@ -219,6 +219,10 @@ def _synth_one(lib, job: dict, chunks: list, phones: list, sr: int, sf) -> int:
     if lib.espeak_SetVoiceByName(job["voice"].encode()) != 0:
         print(f"espeak-ng: unknown voice {job['voice']!r}", file=sys.stderr)
         return 1
+    # an MBROLA voice synthesizes at its diphone database's rate (16 kHz for most), not at the rate
+    # espeak_Initialize returned (22050 Hz, espeak-ng's own voices)
+    if hasattr(lib, "espeak_ng_GetSampleRate"):
+        sr = int(lib.espeak_ng_GetSampleRate())
     lib.espeak_SetParameter(_PARAM_RATE, int(job["wpm"]), 0)
     text = job["text"].encode("utf-8")
     lib.espeak_Synth(text, len(text) + 1, 0, _POS_CHARACTER, 0, 0, None, None)

@@ -11,9 +11,24 @@ Voices (106; ``toposcope synth --list-voices`` prints them with their engine and
   ten of :data:`ESPEAK_EXCLUDED`), each spoken in one accent (:func:`espeak_pairs`: 11 or 12
   variants per accent), e.g. ``espeak_en-us+m3``. The variants change the formants (``formant``
   lines: frequency, strength, width), the pitch range, voicing, breathiness, tone and the
-  synthesizer (``klatt``), so espeak-ng's formant variation comes with them. The MBROLA voices
-  (``mb/*``) are left out: they need the mbrola program and data (not installed, and not in this
-  machine's package sources).
+  synthesizer (``klatt``), so espeak-ng's formant variation comes with them. espeak-ng's MBROLA
+  voices (``mb/*``) are left out (:data:`ESPEAK_EXCLUDED`).
+
+Opt-in (:data:`EXTRA_VOICES`, the set ``"extra"``; never in the default corpus): 26 voices from Debian's
+``contrib`` and ``non-free`` components, which a stock Debian does not enable (so the default corpus
+cannot depend on them; ``make extra-voices`` enables them and installs the packages):
+
+* six more English Festival voices: ``rab_diphone`` (British male), ``don_diphone`` (British male,
+  10 kHz), ``us1_mbrola`` (American female), ``us2_mbrola``, ``us3_mbrola`` (American males),
+  ``en1_mbrola`` (British male); the last four on MBROLA diphone databases;
+* the twenty espeak-ng voices that speak English through an MBROLA database
+  (:data:`ESPEAK_MBROLA_ENGLISH`): the four English speakers again, with espeak-ng's phonemes and
+  timing, and fifteen speakers of Afrikaans, German (six), French (two), Greek, Hungarian, Dutch,
+  Polish, Romanian and Swedish (two) whose recorded diphones speak English with their accent.
+
+``synthesize(voices="default,extra")`` adds them to train/valid; none is held out, so the test split
+stays the default corpus's, utterance for utterance (docs/benchmarks/training.md, round 5, measures
+what they change).
 
 Held out for the ``test`` split (:data:`DEFAULT_TEST_VOICES`; no train or valid utterance uses
 them): Festival ``ked_diphone``, Flite ``rms``, and the whole ``en-gb-scotland`` accent
@@ -40,8 +55,8 @@ from pathlib import Path
 
 __all__ = [
     "SynthError", "MissingPackageError", "Voice", "Speaker", "VOICES", "DEFAULT_TEST_VOICES",
-    "RATES", "PITCHES", "get_voices", "check_voices", "ESPEAK_ACCENTS", "ESPEAK_TEST_ACCENTS",
-    "ESPEAK_VARIANTS", "ESPEAK_EXCLUDED", "OTHER_EXCLUDED", "espeak_pairs",
+    "RATES", "PITCHES", "get_voices", "check_voices", "EXTRA_VOICES", "VOICE_SETS", "ESPEAK_MBROLA_ENGLISH",
+    "ESPEAK_ACCENTS", "ESPEAK_TEST_ACCENTS", "ESPEAK_VARIANTS", "ESPEAK_EXCLUDED", "OTHER_EXCLUDED", "espeak_pairs",
 ]
 
 
@@ -62,6 +77,17 @@ class Voice:
     native_pitch: bool  # can the engine shift F0 itself (else: speed perturbation)
     #: ``seconds ~ a + b * characters`` at rate 1 (fitted on a 1-hour corpus; only sizes ``hours=``)
     length_model: tuple[float, float] = (0.5, 0.055)
+    #: the phone set of the engine's labels: "radio" (US ARPAbet-like), "mrpa" (Festival's British set)
+    #: or "espeak"; it picks the mapping onto the canonical phones (:mod:`toposcope.phones`)
+    phoneset: str = "radio"
+    #: the share group of the corpus plan (each group speaks an equal share of every split); ``None``:
+    #: the engine. espeak-ng's MBROLA voices form their own group, "espeak-mbrola", so their recorded
+    #: speakers are not drowned among espeak-ng's 99 formant voices.
+    group: str | None = None
+
+    @property
+    def share_group(self) -> str:
+        return self.group or self.engine
 
     def speaker(self, rate: float, pitch: float) -> "Speaker":
         return Speaker(self, float(rate), float(pitch))
@@ -91,6 +117,8 @@ _FESTIVAL_VOICE_DIRS = {
     "kal_diphone": "/usr/share/festival/voices/english/kal_diphone",
     "ked_diphone": "/usr/share/festival/voices/english/ked_diphone",
     "cmu_us_slt_arctic_hts": "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts",
+    **{v: f"/usr/share/festival/voices/english/{v}"
+       for v in ("rab_diphone", "don_diphone", "us1_mbrola", "us2_mbrola", "us3_mbrola", "en1_mbrola")},
 }
 
 #: espeak-ng's English accents (the ``gmw`` language voices; ``en`` is gmw/en, British English).
@@ -121,8 +149,9 @@ _STRONG_ECHO = ("strong late echo ({} ms later, amplitude {} of espeak-ng's maxi
 #: two delays, stays within 20 ms of the phone: anikaRobot, Demonic, robosoft2-5/7, UniRobot; their
 #: vowel/pause RMS ratios are 9-28).
 ESPEAK_EXCLUDED: dict[str, str] = {
-    "mb/*": "the MBROLA voices (en-uk = mb-en1, us-mbrola-1..3, en-german-*, ...) need the mbrola program "
-            "and its voice data: not installed here, and not in this machine's package sources",
+    "mb/* (other)": "espeak-ng's MBROLA voices that speak another language (mb-de1, mb-fr1, ...: German, French "
+                    "phonemes, not English ones); its English-speaking MBROLA voices are opt-in "
+                    "(ESPEAK_MBROLA_ENGLISH in EXTRA_VOICES)",
     "fast": "identical output to the accent without a variant (its only setting, fast_test2, acts above "
             "~450 words per minute; our rates stay below 210)",
     "caleb": "identical output to klatt (klatt 6 ignores its breath/voicing settings)",
@@ -183,9 +212,10 @@ def _espeak_voice(accent: str, variant: str | None) -> "Voice":
     a, b = _ESPEAK_LENGTH[accent]
     f = _ESPEAK_TEMPO.get(variant, 1.0) if variant else 1.0
     if variant is None:
-        return Voice(f"espeak_{accent}", "espeak", accent, "espeak-ng", False, (round(a * f, 3), round(b * f, 4)))
+        return Voice(f"espeak_{accent}", "espeak", accent, "espeak-ng", False, (round(a * f, 3), round(b * f, 4)),
+                     "espeak")
     return Voice(f"espeak_{accent}+{variant.replace(' ', '_')}", "espeak", f"{accent}+{variant}", "espeak-ng",
-                 False, (round(a * f, 3), round(b * f, 4)))
+                 False, (round(a * f, 3), round(b * f, 4)), "espeak")
 
 
 VOICES: dict[str, Voice] = {v.name: v for v in (
@@ -211,22 +241,70 @@ DEFAULT_TEST_VOICES: tuple[str, ...] = (
 )
 
 
+#: Debian's ``contrib`` and ``non-free`` components (not enabled on a stock Debian machine).
+EXTRA_COMPONENTS_HINT = ("enable Debian's contrib and non-free components (`make extra-voices` in a toposcope "
+                         "checkout does it all), e.g. add 'contrib non-free' to the Components of "
+                         "/etc/apt/sources.list.d/debian.sources, apt-get update, then apt-get install")
+
+#: espeak-ng's voices that speak English through an MBROLA diphone database (``voices/mb``): the four
+#: English speakers, then fifteen speakers of other languages whose ``-en`` voice maps English phonemes
+#: onto their own language's diphones (English with that accent). espeak-ng's phonemes and timings, the
+#: speaker's recorded diphones; data from Debian non-free (``mbrola-us1``, ...).
+ESPEAK_MBROLA_ENGLISH: tuple[str, ...] = (
+    "mb-us1", "mb-us2", "mb-us3", "mb-en1", "mb-af1-en", "mb-de1-en", "mb-de2-en", "mb-de3-en", "mb-de4-en",
+    "mb-de5-en", "mb-de6-en", "mb-fr1-en", "mb-fr4-en", "mb-gr2-en", "mb-hu1-en", "mb-nl2-en", "mb-pl1-en",
+    "mb-ro1-en", "mb-sw1-en", "mb-sw2-en",
+)
+MBROLA_DIR = Path("/usr/share/mbrola")
+
+#: Opt-in English voices (the set ``"extra"``; module docstring): six Festival voices from Debian's ``contrib``
+#: (festvox-us1/us2/us3/en1 read MBROLA diphone databases from ``non-free``), then espeak-ng's English MBROLA
+#: voices (:data:`ESPEAK_MBROLA_ENGLISH`), a share group of their own in the corpus plan. Never in the
+#: default corpus, whose plan must not depend on what a machine has installed; ``synthesize(voices=
+#: "default,extra")`` adds them to train/valid (none is held out, so the ``test`` split keeps its default
+#: voices). The Festival ones take Festival's LR intonation model, so their pitch variants are native,
+#: like kal's; ``rab``/``don``/``en1`` speak British English in the ``mrpa`` phone set; ``don_diphone`` is
+#: a 10 kHz voice (nothing above 5 kHz). Length models: fitted on 40 sentences per Festival voice and on
+#: the 80 MBROLA utterances of a 2 h corpus (one model for the twenty).
+EXTRA_VOICES: dict[str, Voice] = {v.name: v for v in (
+    Voice("festival_rab_diphone", "festival", "rab_diphone", "festvox-rablpc16k", True, (0.549, 0.0576), "mrpa"),
+    Voice("festival_don_diphone", "festival", "don_diphone", "festvox-don", True, (0.488, 0.0573), "mrpa"),
+    Voice("festival_us1_mbrola", "festival", "us1_mbrola", "festvox-us1", True, (0.594, 0.0617)),
+    Voice("festival_us2_mbrola", "festival", "us2_mbrola", "festvox-us2", True, (0.573, 0.0599)),
+    Voice("festival_us3_mbrola", "festival", "us3_mbrola", "festvox-us3", True, (0.61, 0.0526)),
+    Voice("festival_en1_mbrola", "festival", "en1_mbrola", "festvox-en1", True, (0.672, 0.0492), "mrpa"),
+    *(Voice(f"espeak_{ev}", "espeak", ev, f"mbrola-{ev.split('-')[1]}", False, (-0.028, 0.0444), "espeak",
+            "espeak-mbrola") for ev in ESPEAK_MBROLA_ENGLISH),
+)}
+#: Names that stand for a set of voices in ``get_voices``.
+VOICE_SETS: dict[str, tuple[str, ...]] = {"default": tuple(VOICES), "extra": tuple(EXTRA_VOICES)}
+
+
 def register(voice: Voice) -> None:
     VOICES[voice.name] = voice
 
 
 def get_voices(names=None) -> list[Voice]:
-    """Voice objects for ``names`` (default: all known voices), in the order given."""
+    """Voice objects for ``names`` (default: the default corpus's voices, :data:`VOICES`), in the order given.
+
+    ``names`` is a list or a comma-separated string of voice names from :data:`VOICES` or
+    :data:`EXTRA_VOICES`, or of the set names of :data:`VOICE_SETS` (``"default,extra"``: every voice).
+    """
     if names is None:
         return list(VOICES.values())
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
+    known = {**VOICES, **EXTRA_VOICES}
     out = []
     for n in names:
-        if n not in VOICES:
-            raise SynthError(f"unknown voice {n!r}; available voices: {', '.join(VOICES)}")
-        if VOICES[n] not in out:
-            out.append(VOICES[n])
+        if n in VOICE_SETS:
+            picked = [known[m] for m in VOICE_SETS[n]]
+        elif n in known:
+            picked = [known[n]]
+        else:
+            raise SynthError(f"unknown voice {n!r}; available: the sets {', '.join(VOICE_SETS)} or the voices "
+                             f"{', '.join(known)}")
+        out += [v for v in picked if v not in out]
     if not out:
         raise SynthError("no voices selected")
     return out
@@ -240,11 +318,22 @@ def check_voices(voices: list[Voice]) -> None:
             if shutil.which("festival") is None:
                 problems.append("program 'festival' not found (apt-get install festival)")
             elif not Path(_FESTIVAL_VOICE_DIRS[v.engine_voice]).is_dir():
-                problems.append(f"Festival voice {v.engine_voice} not found (apt-get install {v.package})")
+                how = f"{EXTRA_COMPONENTS_HINT} {v.package}" if v.name in EXTRA_VOICES else \
+                    f"apt-get install {v.package}"
+                problems.append(f"Festival voice {v.engine_voice} not found ({how})")
+            elif v.engine_voice.endswith("_mbrola") and shutil.which("mbrola") is None:
+                problems.append(f"program 'mbrola' not found ({EXTRA_COMPONENTS_HINT} mbrola)")
         elif v.engine == "flite":
             if shutil.which("flite") is None:
                 problems.append("program 'flite' not found (apt-get install flite)")
-    espeak = [v.engine_voice for v in voices if v.engine == "espeak"]
+    mbrola = [v for v in voices if v.engine == "espeak" and v.engine_voice.startswith("mb-")]
+    for v in mbrola:
+        db = v.engine_voice.split("-")[1]
+        if not (MBROLA_DIR / db / db).is_file():
+            problems.append(f"MBROLA database {db} not found in {MBROLA_DIR} ({EXTRA_COMPONENTS_HINT} {v.package})")
+        elif shutil.which("mbrola") is None:
+            problems.append(f"program 'mbrola' not found ({EXTRA_COMPONENTS_HINT} mbrola)")
+    espeak = [v.engine_voice for v in voices if v.engine == "espeak" and v not in mbrola]
     if espeak:
         from .espeak import check_espeak
         try:
@@ -252,6 +341,6 @@ def check_voices(voices: list[Voice]) -> None:
         except MissingPackageError as e:
             problems.append(str(e))
     if problems:
-        raise MissingPackageError("cannot synthesize the default corpus: " + "; ".join(sorted(set(problems))))
+        raise MissingPackageError("cannot synthesize the corpus: " + "; ".join(sorted(set(problems))))
 
 
