@@ -544,8 +544,11 @@ def test_voice_sets_and_extra_names():
                                                                                     "festival_rab_diphone"]
     assert len(get_voices(["extra", "extra", "festival_us2_mbrola"])) == 26  # no repeats
     assert get_voices() == list(VOICES.values())  # the default corpus never takes them
-    with pytest.raises(SynthError, match="the sets default, extra"):
+    with pytest.raises(SynthError, match=r"unknown voice 'extras' \(did you mean extra\?\); the sets are default, "
+                                         r"extra, and `toposcope synth --list-voices` lists the 132 voices"):
         get_voices("extras")
+    with pytest.raises(SynthError, match=r"'espeak_mb-de4' \(did you mean espeak_mb-de4-en"):
+        get_voices("espeak_mb-de4")
     assert {v.phoneset for v in EXTRA_VOICES.values()} == {"radio", "mrpa", "espeak"}
     assert sum(v.engine == "espeak" for v in EXTRA_VOICES.values()) == 20
     assert {v.phoneset for v in VOICES.values() if v.engine == "espeak"} == {"espeak"}
@@ -570,9 +573,14 @@ def test_missing_extra_voice_says_how_to_get_it(monkeypatch):
     import toposcope.synth.voices as voices
 
     monkeypatch.setitem(voices._FESTIVAL_VOICE_DIRS, "us2_mbrola", "/nonexistent/us2_mbrola")
-    with pytest.raises(MissingPackageError, match=r"us2_mbrola not found \(enable Debian's contrib and non-free"
-                                                  r".*apt-get install festvox-us2"):
-        voices.check_voices([voices.EXTRA_VOICES["festival_us2_mbrola"]])
+    monkeypatch.setattr(voices, "MBROLA_DIR", Path("/nonexistent"))
+    with pytest.raises(MissingPackageError) as err:
+        voices.check_voices([voices.EXTRA_VOICES["festival_us2_mbrola"], voices.EXTRA_VOICES["espeak_mb-de4-en"],
+                             voices.VOICES["flite_awb"]])
+    msg = str(err.value)
+    assert "Festival voice us2_mbrola not found (package festvox-us2)" in msg
+    assert "MBROLA database de4 not found in /nonexistent (package mbrola-de4)" in msg
+    assert msg.endswith("apt-get install festvox-us2 mbrola-de4") and msg.count("contrib and non-free") == 1
     real = shutil.which
     monkeypatch.setattr(voices.shutil, "which", lambda name: None if name == "mbrola" else real(name))
     monkeypatch.setitem(voices._FESTIVAL_VOICE_DIRS, "us1_mbrola", "/")  # a directory that exists

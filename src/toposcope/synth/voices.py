@@ -242,9 +242,9 @@ DEFAULT_TEST_VOICES: tuple[str, ...] = (
 
 
 #: Debian's ``contrib`` and ``non-free`` components (not enabled on a stock Debian machine).
-EXTRA_COMPONENTS_HINT = ("enable Debian's contrib and non-free components (`make extra-voices` in a toposcope "
-                         "checkout does it all), e.g. add 'contrib non-free' to the Components of "
-                         "/etc/apt/sources.list.d/debian.sources, apt-get update, then apt-get install")
+EXTRA_COMPONENTS_HINT = ("`make extra-voices` in a toposcope checkout does it all; by hand, add 'contrib non-free' "
+                         "to the Components of /etc/apt/sources.list.d/debian.sources, apt-get update, then "
+                         "apt-get install")
 
 #: espeak-ng's voices that speak English through an MBROLA diphone database (``voices/mb``): the four
 #: English speakers, then fifteen speakers of other languages whose ``-en`` voice maps English phonemes
@@ -302,8 +302,12 @@ def get_voices(names=None) -> list[Voice]:
         elif n in known:
             picked = [known[n]]
         else:
-            raise SynthError(f"unknown voice {n!r}; available: the sets {', '.join(VOICE_SETS)} or the voices "
-                             f"{', '.join(known)}")
+            import difflib
+
+            close = difflib.get_close_matches(n, [*VOICE_SETS, *known], n=3, cutoff=0.6)
+            raise SynthError(f"unknown voice {n!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                             + f"; the sets are {', '.join(VOICE_SETS)}, and `toposcope synth --list-voices` "
+                             f"lists the {len(known)} voices")
         out += [v for v in picked if v not in out]
     if not out:
         raise SynthError("no voices selected")
@@ -311,18 +315,22 @@ def get_voices(names=None) -> list[Voice]:
 
 
 def check_voices(voices: list[Voice]) -> None:
-    """Raise :class:`MissingPackageError` naming the Debian package to install for anything missing."""
-    problems = []
+    """Raise :class:`MissingPackageError` naming the Debian package to install for anything missing
+    (for the opt-in voices, once, how to enable the components that hold them)."""
+    problems, extra = [], set()
     for v in voices:
         if v.engine == "festival":
             if shutil.which("festival") is None:
                 problems.append("program 'festival' not found (apt-get install festival)")
             elif not Path(_FESTIVAL_VOICE_DIRS[v.engine_voice]).is_dir():
-                how = f"{EXTRA_COMPONENTS_HINT} {v.package}" if v.name in EXTRA_VOICES else \
-                    f"apt-get install {v.package}"
-                problems.append(f"Festival voice {v.engine_voice} not found ({how})")
+                if v.name in EXTRA_VOICES:
+                    problems.append(f"Festival voice {v.engine_voice} not found (package {v.package})")
+                    extra.add(v.package)
+                else:
+                    problems.append(f"Festival voice {v.engine_voice} not found (apt-get install {v.package})")
             elif v.engine_voice.endswith("_mbrola") and shutil.which("mbrola") is None:
-                problems.append(f"program 'mbrola' not found ({EXTRA_COMPONENTS_HINT} mbrola)")
+                problems.append("program 'mbrola' not found (package mbrola)")
+                extra.add("mbrola")
         elif v.engine == "flite":
             if shutil.which("flite") is None:
                 problems.append("program 'flite' not found (apt-get install flite)")
@@ -330,9 +338,11 @@ def check_voices(voices: list[Voice]) -> None:
     for v in mbrola:
         db = v.engine_voice.split("-")[1]
         if not (MBROLA_DIR / db / db).is_file():
-            problems.append(f"MBROLA database {db} not found in {MBROLA_DIR} ({EXTRA_COMPONENTS_HINT} {v.package})")
+            problems.append(f"MBROLA database {db} not found in {MBROLA_DIR} (package {v.package})")
+            extra.add(v.package)
         elif shutil.which("mbrola") is None:
-            problems.append(f"program 'mbrola' not found ({EXTRA_COMPONENTS_HINT} mbrola)")
+            problems.append("program 'mbrola' not found (package mbrola)")
+            extra.add("mbrola")
     espeak = [v.engine_voice for v in voices if v.engine == "espeak" and v not in mbrola]
     if espeak:
         from .espeak import check_espeak
@@ -341,6 +351,10 @@ def check_voices(voices: list[Voice]) -> None:
         except MissingPackageError as e:
             problems.append(str(e))
     if problems:
-        raise MissingPackageError("cannot synthesize the corpus: " + "; ".join(sorted(set(problems))))
+        msg = "cannot synthesize the corpus: " + "; ".join(sorted(set(problems)))
+        if extra:
+            msg += f". The opt-in voices need Debian's contrib and non-free components: {EXTRA_COMPONENTS_HINT} " \
+                   + " ".join(sorted(extra))
+        raise MissingPackageError(msg)
 
 
