@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
                         help="replace OUT when it is a non-empty folder that is not a synthesized corpus")
     parser.add_argument("--voices", default=None, metavar="V1,V2",
                         help="comma-separated voice names or sets: 'default' (the default corpus's 106 voices, "
-                             "used when not given), 'extra' (6 opt-in voices from Debian contrib/non-free, "
+                             "used when not given), 'extra' (26 opt-in voices from Debian contrib/non-free, "
                              "train/valid only), e.g. 'default,extra'; see --list-voices")
     parser.add_argument("--list-voices", action="store_true", help="list the voices and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,8 +53,8 @@ def run(args) -> int:
 def _list_voices() -> None:
     """Every voice (engine, the engine's name for it, Debian package, test or train), the opt-in voices,
     then what is left out."""
-    from ..synth.voices import DEFAULT_TEST_VOICES, ESPEAK_EXCLUDED, EXTRA_VOICES, OTHER_EXCLUDED, VOICES, check_voices
-    from ..synth.voices import MissingPackageError
+    from ..synth.voices import (DEFAULT_TEST_VOICES, ESPEAK_EXCLUDED, EXTRA_VOICES, OTHER_EXCLUDED, VOICES,
+                                MissingPackageError, check_voices)
 
     width = max(len(n) for n in (*VOICES, *EXTRA_VOICES)) + 2
     for v in VOICES.values():

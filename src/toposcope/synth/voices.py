@@ -49,6 +49,7 @@ by ``1/pitch`` exactly, so the labels stay exact). Festival and Flite have no fo
 
 from __future__ import annotations
 
+import difflib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,8 @@ from pathlib import Path
 __all__ = [
     "SynthError", "MissingPackageError", "Voice", "Speaker", "VOICES", "DEFAULT_TEST_VOICES",
     "RATES", "PITCHES", "get_voices", "check_voices", "EXTRA_VOICES", "VOICE_SETS", "ESPEAK_MBROLA_ENGLISH",
-    "ESPEAK_ACCENTS", "ESPEAK_TEST_ACCENTS", "ESPEAK_VARIANTS", "ESPEAK_EXCLUDED", "OTHER_EXCLUDED", "espeak_pairs",
+    "ESPEAK_ACCENTS", "ESPEAK_TEST_ACCENTS", "ESPEAK_VARIANTS", "ESPEAK_EXCLUDED", "OTHER_EXCLUDED",
+    "espeak_pairs",
 ]
 
 
@@ -302,8 +304,6 @@ def get_voices(names=None) -> list[Voice]:
         elif n in known:
             picked = [known[n]]
         else:
-            import difflib
-
             close = difflib.get_close_matches(n, [*VOICE_SETS, *known], n=3, cutoff=0.6)
             raise SynthError(f"unknown voice {n!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
                              + f"; the sets are {', '.join(VOICE_SETS)}, and `toposcope synth --list-voices` "
