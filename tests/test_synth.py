@@ -88,17 +88,8 @@ def test_fricatives_are_where_the_labels_say(tiny_corpus):
     """Label/audio alignment: energy above 4 kHz is a larger share in s/sh/z/f than in vowels."""
     hf = {"fric": [], "vowel": []}
     for u in tiny_corpus:
-        x = read_audio(tiny_corpus.audio_path(u))
-        for s, t, lab in u.phones:
-            seg = x[int(s * 16000):int(t * 16000)]
-            if len(seg) < 256:
-                continue
-            p = np.abs(np.fft.rfft(seg * np.hanning(len(seg)))) ** 2
-            frac = p[len(p) // 2:].sum() / (p.sum() + 1e-12)
-            if lab in ("s", "sh", "z"):
-                hf["fric"].append(frac)
-            elif lab in VOWELS:
-                hf["vowel"].append(frac)
+        for k, fracs in _hf_fractions(read_audio(tiny_corpus.audio_path(u)), u.phones).items():
+            hf[k] += fracs
     assert len(hf["fric"]) > 20 and len(hf["vowel"]) > 50
     assert np.median(hf["fric"]) > 10 * np.median(hf["vowel"])
 
@@ -671,8 +662,8 @@ def _f0_per_vowel(x, phones, sr=16000) -> list[float | None]:
     return out
 
 
-def _hf_share(x, phones, sr=16000):
-    """Median share of energy above 4 kHz in the s/sh/z segments and in the vowels."""
+def _hf_fractions(x, phones, sr=16000) -> dict[str, list[float]]:
+    """Share of each segment's energy above 4 kHz, for the s/sh/z segments ("fric") and the vowels."""
     out = {"fric": [], "vowel": []}
     for s, e, lab in phones:
         seg = x[int(s * sr):int(e * sr)]
@@ -684,7 +675,13 @@ def _hf_share(x, phones, sr=16000):
             out["fric"].append(frac)
         elif lab in VOWELS:
             out["vowel"].append(frac)
-    return float(np.median(out["fric"])), float(np.median(out["vowel"]))
+    return out
+
+
+def _hf_share(x, phones) -> tuple[float, float]:
+    """Median share of energy above 4 kHz in the s/sh/z segments and in the vowels."""
+    hf = _hf_fractions(x, phones)
+    return float(np.median(hf["fric"])), float(np.median(hf["vowel"]))
 
 
 def test_extra_voices_script_installs_every_package():
