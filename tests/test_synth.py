@@ -685,7 +685,7 @@ def _hf_share(x, phones) -> tuple[float, float]:
 
 
 def test_extra_voices_script_installs_every_package():
-    """``make extra-voices`` installs exactly the packages the opt-in voices name, plus mbrola itself."""
+    """``make extra-voices`` installs exactly the packages the opt-in voices name (each mbrola-* depends on mbrola)."""
     import re
 
     from toposcope.synth.voices import EXTRA_VOICES
