@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 from pathlib import Path
@@ -558,6 +559,9 @@ def test_extra_voices_leave_the_test_split_alone():
     assert set(EXTRA_VOICES) <= train
     # the train sentences are the same ones; only who speaks them changes
     assert [p.sentence for p in base if p.split == "train"] == [p.sentence for p in more if p.split == "train"]
+    # four share groups (espeak-ng's MBROLA voices apart from its formant voices), a quarter of train each
+    n = collections.Counter(p.speaker.voice.share_group for p in more if p.split == "train")
+    assert set(n) == {"festival", "flite", "espeak", "espeak-mbrola"} and max(n.values()) - min(n.values()) <= 1
 
 
 def test_missing_extra_voice_says_how_to_get_it(monkeypatch):
