@@ -359,11 +359,6 @@ def test_every_voice_synthesizes_or_is_reported_missing(tmp_path):
     package is missing here is named in a warning, never silently passed over."""
     import warnings
 
-    from toposcope.synth import _finalize
-    from toposcope.synth.espeak import run_espeak_batch
-    from toposcope.synth.festival import run_festival_batch
-    from toposcope.synth.flite import run_flite
-
     missing = _missing(VOICES.values())
     if missing:
         warnings.warn(f"{len(missing)} voice(s) not synthesizable here: "
@@ -371,26 +366,12 @@ def test_every_voice_synthesizes_or_is_reported_missing(tmp_path):
     present = [v for v in VOICES.values() if v.name not in missing]
     if not present:
         pytest.skip("no synthesizer installed")
-    (tmp_path / "audio").mkdir()
-    (tmp_path / ".synth").mkdir()
-    work = tmp_path / "work"
     sentence = "She sells sea shells by the quiet shore."
     plans = {v.name: PlannedUtterance(i, f"v{i:03d}", "train", v.speaker(1.0, 1.0), sentence)
              for i, v in enumerate(present)}
-    raws = {}
-    for engine, run in (("espeak", run_espeak_batch), ("festival", run_festival_batch)):
-        items = [(p.speaker, sentence, work / p.id) for p in plans.values() if p.speaker.voice.engine == engine]
-        if items:
-            raws.update({stem.name: raw for stem, raw in run(items, work).items()})
-    for p in plans.values():
-        if p.speaker.voice.engine == "flite":
-            raws[p.id] = run_flite(p.speaker, sentence, work / p.id)
-    failed = sorted(n for n, p in plans.items() if p.id not in raws)
-    assert not failed, f"no output for {failed}"
+    done = _synthesize_plans(list(plans.values()), tmp_path)
     for name, p in plans.items():
-        raw = raws[p.id]
-        raw["stem"] = work / p.id
-        d = _finalize(p, raw, tmp_path)
+        d = done[p.id]
         labels = [lab for _, _, lab in d["phones"]]
         assert set(labels) <= PHONE_SET and sum(lab != "sil" for lab in labels) >= 15, (name, labels)
         x = read_audio(tmp_path / d["audio"])
@@ -607,31 +588,19 @@ def test_every_extra_voice_synthesizes_where_installed(tmp_path):
     (autocorrelation on the vowels; Festival shifts F0 natively, espeak-ng by speed perturbation), and
     label/audio alignment (energy above 4 kHz a larger share in s/sh/z than in vowels), which catches an
     MBROLA voice read at espeak-ng's 22 050 Hz instead of its database's own rate."""
-    from toposcope.synth import _finalize
-    from toposcope.synth.espeak import run_espeak_batch
-    from toposcope.synth.festival import run_festival_batch
     from toposcope.synth.voices import EXTRA_VOICES
 
     present = [v for v in EXTRA_VOICES.values() if v.name not in _missing([v])]
     if not present:
         pytest.skip("no opt-in voice installed (Debian contrib/non-free)")
-    (tmp_path / "audio").mkdir()
-    (tmp_path / ".synth").mkdir()
-    work = tmp_path / "work"
     sentence = "Who is the owner of the blue car near the old house? She sees his shoes."
     # slow speech (rate 0.85): long vowels, so that most of them hold the 40 ms F0 window
     plans = [PlannedUtterance(2 * i + j, f"x{i:02d}{j}", "train", v.speaker(0.85, pitch), sentence)
              for i, v in enumerate(present) for j, pitch in enumerate((1.0, 1.15))]
-    raws = {}
-    for engine, run in (("festival", run_festival_batch), ("espeak", run_espeak_batch)):
-        items = [(p.speaker, sentence, work / p.id) for p in plans if p.speaker.voice.engine == engine]
-        if items:
-            raws.update(run(items, work))
+    done = _synthesize_plans(plans, tmp_path)
     f0, hf = {}, {}
     for p in plans:
-        raw = raws[work / p.id]
-        raw["stem"] = work / p.id
-        d = _finalize(p, raw, tmp_path)
+        d = done[p.id]
         labels = [lab for _, _, lab in d["phones"]]
         assert set(labels) <= PHONE_SET and sum(lab in VOWELS for lab in labels) >= 12, (p.speaker.id, labels)
         x = read_audio(tmp_path / d["audio"])
@@ -644,6 +613,25 @@ def test_every_extra_voice_synthesizes_where_installed(tmp_path):
         assert len(ratios) >= 4 and 1.10 < float(np.median(ratios)) < 1.20, (v.name, ratios)
         fric, vowel = hf[v.speaker(0.85, 1.0).id]
         assert fric > 4 * vowel, (v.name, fric, vowel)
+
+
+def _synthesize_plans(plans: list[PlannedUtterance], out: Path) -> dict[str, dict]:
+    """Each planned utterance through its engine and the canonical labelling into the corpus folder ``out``,
+    as ``synthesize`` runs a task (``toposcope.synth._run_task``, one task per engine); fails on any failure.
+    Returns ``{id: utterance dict}``."""
+    from toposcope.synth import _run_task
+
+    (out / "audio").mkdir()
+    (out / ".synth").mkdir()
+    (out / "work").mkdir()
+    done, fails = {}, []
+    for engine in sorted({p.speaker.voice.engine for p in plans}):
+        results, failed = _run_task((engine, [p for p in plans if p.speaker.voice.engine == engine]),
+                                    out / "work", out)
+        done.update(results)
+        fails += failed
+    assert not fails, f"no output for {fails}"
+    return done
 
 
 def _f0_per_vowel(x, phones, sr=16000) -> list[float | None]:
