@@ -124,18 +124,18 @@ class RedirectedReLU(torch.nn.Module):
 def redirected_relus(model, upto: str):
     """Temporarily swap ``model.blocks[name].act`` (ReLU) for :class:`RedirectedReLU` up to ``upto`` (and the
     front end's, when the model has one)."""
+    front = getattr(model, "frontend", None)
+    stages = [] if front is None else [front]  # every module with an ``act`` from the input up to ``upto``
+    for name, block in model.blocks.items():
+        stages.append(block)
+        if name == upto:
+            break
     swapped = []
     try:
-        front = getattr(model, "frontend", None)
-        if front is not None and isinstance(front.act, torch.nn.ReLU):
-            swapped.append((front, front.act))
-            front.act = RedirectedReLU()
-        for name, block in model.blocks.items():
-            if isinstance(block.act, torch.nn.ReLU):
-                swapped.append((block, block.act))
-                block.act = RedirectedReLU()
-            if name == upto:
-                break
+        for stage in stages:
+            if isinstance(stage.act, torch.nn.ReLU):
+                swapped.append((stage, stage.act))
+                stage.act = RedirectedReLU()
         yield
     finally:
         for block, act in swapped:
