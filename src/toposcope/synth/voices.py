@@ -119,9 +119,7 @@ _FESTIVAL_VOICE_DIRS = {
     "kal_diphone": "/usr/share/festival/voices/english/kal_diphone",
     "ked_diphone": "/usr/share/festival/voices/english/ked_diphone",
     "cmu_us_slt_arctic_hts": "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts",
-    **{v: f"/usr/share/festival/voices/english/{v}"
-       for v in ("rab_diphone", "don_diphone", "us1_mbrola", "us2_mbrola", "us3_mbrola", "en1_mbrola")},
-}
+}  # + the opt-in Festival voices (after EXTRA_VOICES)
 
 #: espeak-ng's English accents (the ``gmw`` language voices; ``en`` is gmw/en, British English).
 ESPEAK_ACCENTS: tuple[str, ...] = ("en-us", "en", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
@@ -278,6 +276,8 @@ EXTRA_VOICES: dict[str, Voice] = {v.name: v for v in (
     *(Voice(f"espeak_{ev}", "espeak", ev, f"mbrola-{ev.split('-')[1]}", False, (-0.028, 0.0444), "espeak",
             "espeak-mbrola") for ev in ESPEAK_MBROLA_ENGLISH),
 )}
+_FESTIVAL_VOICE_DIRS.update({v.engine_voice: f"/usr/share/festival/voices/english/{v.engine_voice}"
+                             for v in EXTRA_VOICES.values() if v.engine == "festival"})
 #: Names that stand for a set of voices in ``get_voices``.
 VOICE_SETS: dict[str, tuple[str, ...]] = {"default": tuple(VOICES), "extra": tuple(EXTRA_VOICES)}
 
