@@ -17,10 +17,13 @@ from toposcope.train import train
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 
 
-def test_two_processes_match_one(tmp_path):
-    corpus = tone_corpus(tmp_path / "corpus", n=16)
+@pytest.mark.parametrize("phone_head", [False, True])
+def test_two_processes_match_one(tmp_path, phone_head):
+    corpus = tone_corpus(tmp_path / "corpus", n=16, letter_phones=phone_head)
     cfg = load_config("tiny").to_dict()
     cfg["dropout"] = 0.0
+    if phone_head:  # its loss is a mean over the global batch's labelled frames, like CTC's over characters
+        cfg["phone_head"] = {"layer": "conv2", "weight": 1.0}
     cfg["train"].update(batch_size=4, warmup_steps=2, log_every=1, max_steps=7, topo_weight=0.05)
     conf = tmp_path / "ddp.toml"
     conf.write_text(dump_toml(cfg))
@@ -48,11 +51,13 @@ def test_two_processes_match_one(tmp_path):
     torch.manual_seed(0)
     init = M.Wav2Letter(load_config(conf).model).state_dict()
     assert max(float((start[k] - init[k]).abs().max()) for k in init) > 100 * max(worst, 1e-7)
+    assert ("phone_head.weight" in one["model"]) == phone_head
     # both processes logged the same global loss
     import json
 
-    l1 = [json.loads(l)["ctc"] for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
-          if '"train"' in l]
-    l2 = [json.loads(l)["ctc"] for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
-          if '"train"' in l]
-    assert l1 == pytest.approx(l2, rel=1e-4)
+    for key in ("ctc", "phone") if phone_head else ("ctc",):
+        l1 = [json.loads(l)[key] for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
+              if '"train"' in l]
+        l2 = [json.loads(l)[key] for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+              if '"train"' in l]
+        assert len(l1) == 7 and l1 == pytest.approx(l2, rel=1e-4), key

@@ -77,3 +77,21 @@ def test_label_frames_layer_with_stride_2_kernel_5():
     got = label_frames(times, SEGS, GROUPS)
     # 0.02..0.08 sil; 0.10..0.24 aa; 0.26, 0.28 gap; 0.30 b
     assert got.tolist() == [2] * 4 + [0] * 8 + [-1, -1] + [1]
+
+
+# -- targets of the phone head ([phone_head], toposcope.train) ---------------------------------------------------
+def test_phone_targets_by_hand():
+    from toposcope.labels import phone_targets
+    from toposcope.phones import PHONES
+
+    sil, s, aa = PHONES.index("sil"), PHONES.index("s"), PHONES.index("aa")
+    segs = [(0.0, 0.05, "sil"), (0.05, 0.12, "s"), (0.12, 0.2, "aa")]
+    convs = [(3, 2, 1)]  # frame t centred at feature frame 2t = 0.02 t s at hop 160 / 16 kHz
+    # times 0, .02, .04, .06, .08, .10 for the 6 valid frames; frames 6 and 7 are padding
+    y = phone_targets([segs], [6], 8, convs, 160, 16000)
+    assert y.tolist() == [[sil, sil, sil, s, s, s, -1, -1]] and y.dtype == np.int64
+    # speed perturbation made this input 2x shorter: times x2 = 0, .04, .08, .12, .16, .20 (.20 is past the end)
+    y2 = phone_targets([segs, segs], [6, 3], 6, convs, 160, 16000, time_scale=[2.0, 1.0])
+    assert y2.tolist() == [[sil, sil, s, aa, aa, -1], [sil, sil, sil, -1, -1, -1]]
+    # a label outside the 40 phones and an utterance without alignments give -1, not an error
+    assert phone_targets([[(0.0, 1.0, "xx")], []], [2, 2], 2, convs, 160, 16000).tolist() == [[-1, -1], [-1, -1]]

@@ -8,7 +8,7 @@ import pytest
 from helpers import random_tiny_model
 import torch
 
-from toposcope.config import ConfigError, FrontendConfig, config_from_dict, load_config
+from toposcope.config import ConfigError, FrontendConfig, PhoneHeadConfig, config_from_dict, load_config
 from toposcope.grid import Grid
 from toposcope.hooks import record
 from toposcope.model import Frontend, Wav2Letter
@@ -244,3 +244,48 @@ def test_a_frontend_run_goes_through_the_pipeline(tiny_corpus, tmp_path):
                  "--no-audio", "--no-progress"]) == 0
     joint = list((run / "optimal" / "conv1").glob("*/joint.npy"))
     assert joint and np.load(joint[0]).shape[0] == 32  # an input is still a log-mel image (n_mels, frames)
+
+
+# -- the optional phone head ([phone_head], docs/method.md § Phone head) -----------------------------------------
+def test_phone_head_shapes_and_the_recognizer_unchanged():
+    import dataclasses
+
+    from toposcope.phones import PHONES
+    from toposcope.config import RunConfig
+
+    base = load_config("tiny").model
+    torch.manual_seed(0)
+    m = Wav2Letter(dataclasses.replace(base, phone_head=PhoneHeadConfig("conv2", 0.5))).eval()
+    torch.manual_seed(0)
+    plain = Wav2Letter(base).eval()
+    # the head is the only extra parameter set, and it does not touch the path to the output
+    assert set(m.state_dict()) - set(plain.state_dict()) == {"phone_head.weight", "phone_head.bias"}
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("phone_head")})
+    x, lens = torch.randn(2, base.features.n_mels, 90), torch.tensor([90, 41])
+    logp, ph = m(x, lens, phones=True)
+    assert torch.equal(logp, m(x, lens)) and torch.equal(logp, plain(x, lens))
+    assert ph.shape == (2, int(m.layer_lengths("conv2", torch.tensor([90]))[0]), len(PHONES))
+    # the head reads conv2's (masked) activation: its logits are conv1d(k=1) of the recorded site
+    with record(m, ["conv2"]) as rec:
+        m(x, lens)
+    act = rec.acts["conv2"]
+    expect = torch.nn.functional.conv1d(act, m.phone_head.weight, m.phone_head.bias).transpose(1, 2)
+    torch.testing.assert_close(ph, expect)
+    with pytest.raises(ValueError, match="no phone head"):
+        plain(x, lens, phones=True)
+    # configs: round trip; no "phone_head" key when off (old runs' configs read as before)
+    d = RunConfig(m.cfg).to_dict()
+    assert d["phone_head"] == {"layer": "conv2", "weight": 0.5}
+    assert config_from_dict(d).model.phone_head == PhoneHeadConfig("conv2", 0.5)
+    assert "phone_head" not in load_config("tiny").to_dict()
+
+
+def test_phone_head_bad_configs_are_clear_errors():
+    base = {"layers": [{"channels": 16, "kernel": 3}] * 2, "features": {"n_mels": 16, "n_fft": 64, "hop": 16}}
+    assert config_from_dict({**base, "phone_head": {"layer": "conv2"}}).model.phone_head.weight == 0.5
+    for bad, match in [({"layer": "conv3"}, "not a gridded layer.*conv1, conv2"),
+                       ({"layer": "output"}, "not a gridded layer"), ({"layer": "conv1", "weight": 0}, "> 0"),
+                       ({"layer": "conv1", "weight": -1.0}, "> 0"), ({"layer": 2}, "layer name"),
+                       ({"layer": "conv1", "weight": "x"}, "finite number"), ({"layers": "conv1"}, "unknown key")]:
+        with pytest.raises(ConfigError, match=match):
+            config_from_dict({**base, "phone_head": bad})

@@ -14,7 +14,7 @@ import torch
 from helpers import tone_corpus
 from toposcope.checkpoint import load_checkpoint, load_run
 from toposcope.cli import main as cli_main
-from toposcope.config import ConfigError, load_config
+from toposcope.config import ConfigError, PhoneHeadConfig, load_config
 from toposcope.corpus import CorpusError
 from toposcope.train import NonFiniteLossError, lr_at, train
 
@@ -26,9 +26,19 @@ def tiny(dropout=0.1, **train_kw):
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=dropout), train=t)
 
 
+def with_phone_head(cfg, layer: str = "conv2", weight: float = 1.0):
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, phone_head=PhoneHeadConfig(layer, weight)))
+
+
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory):
     return tone_corpus(tmp_path_factory.mktemp("tones"), n=16)
+
+
+@pytest.fixture(scope="module")
+def lettered(tmp_path_factory):
+    """The tone corpus with each tone aligned to a phone (for the phone head)."""
+    return tone_corpus(tmp_path_factory.mktemp("lettered"), n=16, letter_phones=True)
 
 
 def lines(run, kind):
@@ -43,7 +53,7 @@ def test_tiny_end_to_end_loss_falls(tiny_run):
     assert last < 0.8 * first, (first, last)
     for l in tr + va:
         assert set(l["similarity"]) == {"conv1", "conv2", "conv3"}
-    assert {"step", "epoch", "loss", "ctc", "topo", "lr"} <= set(tr[0])
+    assert {"step", "epoch", "loss", "ctc", "topo", "lr"} <= set(tr[0]) and "phone" not in tr[0]
     assert all(0 <= v["cer"] <= 1.5 and "wer" in v for v in va)
     last_ck = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
     assert {"model", "config", "step", "epoch", "optimizer", "scheduler", "rng"} <= set(last_ck)
@@ -89,8 +99,11 @@ def _params(run, which="last"):
     return load_checkpoint(run / "checkpoints" / f"{which}.pt")
 
 
-def test_resume_after_ctrl_c_is_exact(tones, tmp_path):
+@pytest.mark.parametrize("phone_head", [False, True])
+def test_resume_after_ctrl_c_is_exact(tones, lettered, tmp_path, phone_head):
     cfg = tiny(dropout=0.2, max_steps=9)  # 12 train utts / 4 -> 3 steps per epoch; dropout uses the RNG
+    if phone_head:  # the head's weights and Adam state are part of the checkpoint
+        cfg, tones = with_phone_head(cfg), lettered
     straight = train(tones.root, tmp_path / "a", config=cfg, progress=False)
     assert straight["stopped"] == "max_steps" and straight["step"] == 9
 
@@ -113,6 +126,40 @@ def test_resume_after_ctrl_c_is_exact(tones, tmp_path):
     steps = [l["step"] for l in lines(tmp_path / "b", "train")]
     assert steps == list(range(1, 10))
     assert resumed["cer"] == straight["cer"]
+
+
+def test_phone_head_learns_the_aligned_phones(lettered, tmp_path):
+    """With a [phone_head], the logged loss is CTC + topo + w * phone CE, and the head learns the letters'
+    phones: its frame-level CE falls from ~ln 40 and it labels the valid split's frames better than chance."""
+    import numpy as np
+
+    from toposcope.data import load_features
+    from toposcope.labels import phone_targets
+
+    cfg = with_phone_head(tiny(dropout=0.0, lr=1e-2, topo_weight=0.01), "conv2", 0.5)
+    train(lettered.root, tmp_path / "ph", config=cfg, epochs=12, progress=False)
+    tr = lines(tmp_path / "ph", "train")
+    assert tr[0]["phone"] == pytest.approx(np.log(40), rel=0.15)
+    assert min(l["phone"] for l in tr[-3:]) < 0.5 * tr[0]["phone"]
+    for l in (tr[0], tr[-1]):
+        assert l["loss"] == pytest.approx(l["ctc"] + l["topo"] + 0.5 * l["phone"], rel=1e-6)
+    run = load_run(tmp_path / "ph", "last")  # "best" is by CER, which 12 epochs of tone speech may not move
+    model, f = run.model.eval(), run.config.model.features
+    store = load_features(lettered, f)
+    hits = total = 0
+    counts = np.zeros(40)
+    for u in lettered.split("valid"):
+        x = store.get(u.id)[None]
+        with torch.no_grad():
+            _, logits = model(x, phones=True)
+        y = phone_targets([u.phones], [logits.shape[1]], logits.shape[1], model.geometry("conv2"), f.hop,
+                          f.sample_rate)[0]
+        pred = logits[0].argmax(-1).numpy()
+        hits, total = hits + int((pred[y >= 0] == y[y >= 0]).sum()), total + int((y >= 0).sum())
+        counts += np.bincount(y[y >= 0], minlength=40)
+    majority = counts.max() / total  # always answering the commonest phone (sil)
+    print(f"phone head frame accuracy {hits / total:.3f}, majority share {majority:.3f}")
+    assert hits / total > majority + 0.25, (hits / total, majority)
 
 
 def test_non_finite_loss_stops_with_last_checkpoint_intact(tones, tmp_path, monkeypatch):

@@ -17,8 +17,8 @@ from .augment import AugmentConfig
 from .features import FeatureConfig
 from .grid import Grid
 
-__all__ = ["LayerSpec", "FrontendConfig", "ModelConfig", "TrainConfig", "RunConfig", "load_config", "config_from_dict",
-           "shipped_configs", "ConfigError"]
+__all__ = ["LayerSpec", "FrontendConfig", "PhoneHeadConfig", "ModelConfig", "TrainConfig", "RunConfig", "load_config",
+           "config_from_dict", "shipped_configs", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -105,6 +105,33 @@ class FrontendConfig:
 
 
 @dataclass(frozen=True)
+class PhoneHeadConfig:
+    """An optional auxiliary phone classifier on one gridded layer (the ``[phone_head]`` table; off by default).
+
+    A ``Conv1d(k=1)`` from ``layer``'s activation to the 40 canonical phones (:data:`toposcope.phones.PHONES`)
+    is trained with frame-level cross-entropy against the corpus's phone alignments, added to the CTC loss
+    with ``weight``. Not in the seed, whose recognizer learns from characters only: with a phone head, phone
+    selectivity at and below ``layer`` is a training target, so maps of such a model no longer test whether
+    phone-responsive regions *emerge* (docs/method.md § Phone head). ``layer = ""`` is the seed's network.
+    """
+
+    layer: str = ""
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, (), ("weight",))
+        object.__setattr__(self, "weight", float(self.weight))
+        if not isinstance(self.layer, str):
+            raise ConfigError(f"phone_head layer must be a layer name such as 'conv4', got {self.layer!r}")
+        if self.weight <= 0.0:
+            raise ConfigError(f"phone_head weight must be > 0, got {self.weight}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.layer)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Wav2Letter-style network: gridded conv layers, then a k=1 output conv to the graphemes."""
 
@@ -117,6 +144,8 @@ class ModelConfig:
     norm: str = "none"
     #: optional 2-D front end before conv1 (:class:`FrontendConfig`; off: the seed's 1-D network)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    #: optional auxiliary phone classifier on one layer (:class:`PhoneHeadConfig`; off: the seed's objective)
+    phone_head: PhoneHeadConfig = field(default_factory=PhoneHeadConfig)
 
     def __post_init__(self) -> None:
         _check_numbers(self, (), ("dropout",))
@@ -130,6 +159,9 @@ class ModelConfig:
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.frontend.enabled and self.frontend.pool > self.features.n_mels:
             raise ConfigError(f"frontend pool ({self.frontend.pool}) is wider than the {self.features.n_mels} mel bins")
+        if self.phone_head.enabled and self.phone_head.layer not in self.layer_names:
+            raise ConfigError(f"phone_head layer {self.phone_head.layer!r} is not a gridded layer of this model "
+                              f"({', '.join(self.layer_names)})")
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -203,6 +235,8 @@ class RunConfig:
             # only when on, so the configs of runs without one read as they always did
             **({"frontend": {"channels": m.frontend.channels, "kernel": list(m.frontend.kernel),
                              "pool": m.frontend.pool}} if m.frontend.enabled else {}),
+            **({"phone_head": {"layer": m.phone_head.layer, "weight": m.phone_head.weight}}
+               if m.phone_head.enabled else {}),
         }
 
 
@@ -222,7 +256,7 @@ def _take(cls, table: dict, where: str):
 def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     """Build a :class:`RunConfig` from a parsed TOML/JSON dict (unknown keys are errors)."""
     d = dict(d)
-    allowed = {"name", "dropout", "norm", "features", "frontend", "layers", "train", "augment"}
+    allowed = {"name", "dropout", "norm", "features", "frontend", "phone_head", "layers", "train", "augment"}
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -231,9 +265,11 @@ def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     feats = _take(FeatureConfig, d.get("features", {}), f"{where} [features]")
     layers = tuple(_take(LayerSpec, dict(l), f"{where} layers[{i}]") for i, l in enumerate(d["layers"]))
     frontend = _take(FrontendConfig, d.get("frontend", {}), f"{where} [frontend]")
+    phone_head = _take(PhoneHeadConfig, d.get("phone_head", {}), f"{where} [phone_head]")
     try:
         model = ModelConfig(name=str(d.get("name", "custom")), features=feats, layers=layers,
-                            dropout=d.get("dropout", 0.0), norm=str(d.get("norm", "none")), frontend=frontend)
+                            dropout=d.get("dropout", 0.0), norm=str(d.get("norm", "none")), frontend=frontend,
+                            phone_head=phone_head)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     train = _take(TrainConfig, d.get("train", {}), f"{where} [train]")

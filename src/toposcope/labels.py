@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["frame_centers", "frame_times", "label_frames"]
+__all__ = ["frame_centers", "frame_times", "label_frames", "phone_targets"]
 
 
 def frame_centers(n_out: int, convs: Sequence[tuple[int, int, int]]) -> np.ndarray:
@@ -50,4 +50,25 @@ def label_frames(times: np.ndarray, segments: Sequence[tuple[float, float, str]]
     kk = np.clip(k, 0, len(segments) - 1)
     ok &= times < ends[kk]
     out[ok] = ids[kk[ok]]
+    return out
+
+
+def phone_targets(segments: Sequence[Sequence[tuple[float, float, str]]], n_valid: Sequence[int], n_frames: int,
+                  convs: Sequence[tuple[int, int, int]], hop: int, sample_rate: int, *,
+                  time_scale: Sequence[float] | None = None) -> np.ndarray:
+    """Phone index (:data:`toposcope.phones.PHONES` order) of every frame of one layer for a batch:
+    ``(B, n_frames)`` int64, ``-1`` past ``n_valid[b]`` and where no segment of ``segments[b]`` contains the
+    frame's centre time (the targets of the phone head, :class:`toposcope.config.PhoneHeadConfig`).
+
+    ``time_scale[b]`` multiplies utterance ``b``'s frame times before the lookup: an input that speed
+    perturbation made ``r`` times shorter has its frame times scaled by ``r`` back onto the original
+    alignment's clock (default 1).
+    """
+    from .phones import PHONES
+
+    out = np.full((len(segments), n_frames), -1, dtype=np.int64)
+    for b, segs in enumerate(segments):
+        n = min(int(n_valid[b]), n_frames)
+        times = frame_times(n, convs, hop, sample_rate) * (1.0 if time_scale is None else float(time_scale[b]))
+        out[b, :n] = label_frames(times, segs, PHONES)
     return out

@@ -7,6 +7,9 @@
                           each gridded, each a named activation site
       -> output           Conv1d(k=1) to the grapheme classes (CTC, blank = 0)
       -> log-probs (batch, frames', n_classes)
+    [phone head           optional (``[phone_head]``, off by default; not in the seed): Conv1d(k=1) from one
+                          gridded layer's activation to the 40 phones, trained with frame-level cross-entropy
+                          (toposcope.train); returned only by ``forward(..., phones=True)``]
 
 Activation sites are addressed by name (``"conv1"`` ... ``"convN"``, ``"output"``): each block ends
 in a :class:`HookPoint` whose output is the post-ReLU activation ``(batch, channels, frames')``.
@@ -29,6 +32,7 @@ from torch import nn
 
 from .config import FrontendConfig, LayerSpec, ModelConfig
 from .grid import Grid
+from .phones import PHONES
 from .text import N_CLASSES
 
 __all__ = ["HookPoint", "ConvBlock", "Frontend", "Wav2Letter"]
@@ -118,11 +122,17 @@ class Wav2Letter(nn.Module):
             c_in = spec.channels
         blocks["output"] = ConvBlock(c_in, LayerSpec(N_CLASSES, 1), 0.0, activation=False)
         self.blocks = nn.ModuleDict(blocks)
+        ph = cfg.phone_head
+        self.phone_head = nn.Conv1d(blocks[ph.layer].spec.channels, len(PHONES), 1) if ph.enabled else None
         self.grids: dict[str, Grid] = {n: s.get_grid() for n, s in zip(cfg.layer_names, cfg.layers)}
 
     # -- the computation ---------------------------------------------------------------------
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *, phones: bool = False):
         """``(batch, n_mels, frames)`` -> log-probabilities ``(batch, frames', n_classes)``.
+
+        ``phones=True`` (a model with a phone head only): returns ``(log_probs, phone_logits)``, the
+        latter ``(batch, frames at the head's layer, 40)`` unnormalised, in :data:`~toposcope.phones.PHONES`
+        order (what training needs in the same forward pass, so DDP sees the head used).
 
         ``lengths (batch,)``: valid feature frames per utterance of a right-padded batch. With it,
         every block's activation beyond the utterance's valid length at that block is zero before
@@ -141,11 +151,17 @@ class Wav2Letter(nn.Module):
             x = self.frontend(x)
             if lengths is not None:
                 x = mask_frames(x, lengths)
-        for block in self.blocks.values():
+        if phones and self.phone_head is None:
+            raise ValueError("this model has no phone head (the config's [phone_head] table is off)")
+        phone_logits = None
+        for name, block in self.blocks.items():
             x = block(x, lengths)
             if lengths is not None:
                 lengths = block.out_lengths(lengths)
-        return F.log_softmax(x.transpose(1, 2), dim=-1)
+            if phones and name == self.cfg.phone_head.layer:
+                phone_logits = self.phone_head(x).transpose(1, 2)  # (B, T_layer, 40)
+        log_probs = F.log_softmax(x.transpose(1, 2), dim=-1)
+        return (log_probs, phone_logits) if phones else log_probs
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames for inputs of ``lengths`` feature frames."""

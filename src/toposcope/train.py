@@ -11,8 +11,9 @@ the run directory (see :mod:`toposcope.checkpoint`): ``config.toml``, ``checkpoi
 Loss per step (global batch of ``B`` utterances with ``N`` reference characters in total)::
 
     loss = Σ_i CTC_i / N  +  λ · Σ_layers L_layer          (L_layer: docs/method.md § Regularizer, "sum")
+           [+  w · Σ_frames CE(phone head, aligned phone) / F]  (only with a ``[phone_head]``: F labelled frames)
 
-Dividing by the *global* character count (all-reduced) makes the gradient of ``P`` DDP processes,
+Dividing by the *global* character count (and frame count) (all-reduced) makes the gradient of ``P`` DDP processes,
 each holding ``B/P`` utterances padded to the global batch length, equal to one process's.
 
 Structure: :class:`TrainState` is everything a checkpoint holds (``state_dict()`` /
@@ -446,6 +447,7 @@ class _Trainer:
                                           sorted_epochs=tc.sorted_epochs)
         self.steps_per_epoch = len(self.sampler)
         self.augment = self._augment(cfg, corpus, model) if cfg.augment.enabled else None
+        self.phone_segments = self._phone_segments(corpus) if cfg.model.phone_head.enabled else None
         planned = self.steps_per_epoch * tc.epochs
         if tc.max_steps:
             planned = min(planned, tc.max_steps)
@@ -509,6 +511,32 @@ class _Trainer:
                  f"SpecAugment {cfg.augment.time_masks}+{cfg.augment.freq_masks} masks")
         return TrainAugment(aug, tuple(str(corpus.audio_path(u)) for _, _, u in self.train_ds.items))
 
+    def _phone_segments(self, corpus: Corpus) -> dict[str, list]:
+        """Phone alignments of the training items (every manifest line has them), the phone head's targets;
+        training otherwise loads the corpus without them."""
+        full = corpus if corpus.alignments else Corpus.load(corpus.root, alignments=True)
+        by_id = {u.id: u.phones for u in full.split("train")}
+        ph = self.cfg.model.phone_head
+        self.say(f"phone head on {ph.layer}: frame-level phone cross-entropy, weight {ph.weight:g}")
+        return {uid: by_id[uid] for uid, _, _ in self.train_ds.items}
+
+    def _phone_loss(self, b, phone_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy of ``phone_logits (B, T_layer, 40)`` against the aligned phones of batch ``b``
+        (:func:`toposcope.labels.phone_targets`; frames without a phone do not count) and the number of
+        frames that counted, both over this process's share."""
+        from .labels import phone_targets
+
+        model, feats = self.model, self.cfg.model.features
+        layer = self.cfg.model.phone_head.layer
+        n_valid = model.layer_lengths(layer, b.lengths.cpu())
+        orig = [self.train_ds.store.frames(u.id) for u in b.utterances]  # speed perturbation changes lengths
+        scale = [o / max(int(n), 1) for o, n in zip(orig, b.lengths.tolist())]
+        y = phone_targets([self.phone_segments[u.id] for u in b.utterances], n_valid.tolist(), phone_logits.shape[1],
+                          model.geometry(layer), feats.hop, feats.sample_rate, time_scale=scale)
+        y = torch.from_numpy(y).to(phone_logits.device)
+        ce = F.cross_entropy(phone_logits.transpose(1, 2), y, ignore_index=-1, reduction="sum")
+        return ce, (y >= 0).sum()
+
     # -- small helpers -----------------------------------------------------------------------------------
     def say(self, msg: str) -> None:
         if self.main:
@@ -528,22 +556,29 @@ class _Trainer:
     def _step(self, gbatch) -> dict:
         """One optimizer step on global batch ``gbatch`` (this process's share as a collated :class:`Batch`).
 
-        Loss = Σ_i CTC_i / N_global + λ · Σ_layers L_layer (module docstring). Raises
+        Loss = Σ_i CTC_i / N_global + λ · Σ_layers L_layer [+ w · phone CE] (module docstring). Raises
         :class:`NonFiniteLossError` before applying a non-finite step. Returns ``{"loss", "ctc", "topo", "lr"}``
-        (global values, identical on every process).
+        and ``"phone"`` (mean CE per labelled frame) with a phone head (global values, identical on every process).
         """
         st, tc, dist, model = self.state, self.tc, self.dist, self.model
         lr = st.schedule.lr(tc.lr, tc.min_lr_ratio, st.step, self.elapsed())
         for g in st.optimizer.param_groups:
             g["lr"] = lr
         b = gbatch.to(dist.device)  # this process's share, padded to the global batch (data.batch_loader)
-        logp = self.ddp(b.feats, b.lengths)  # (B_local, T', n_classes); padding masked per layer
+        if self.phone_segments is None:
+            logp = self.ddp(b.feats, b.lengths)  # (B_local, T', n_classes); padding masked per layer
+        else:
+            logp, phone_logits = self.ddp(b.feats, b.lengths, phones=True)
         n_out = model.output_lengths(b.lengths)
         ctc_sum = ctc_loss_sum(logp, b.targets, n_out, b.target_lengths)
         n_chars = D.all_reduce_sum(b.target_lengths.sum().to(torch.float64), dist).to(logp.dtype)
         ctc = ctc_sum / n_chars
         topo = self.reg.loss() if tc.topo_weight > 0 else torch.zeros((), device=dist.device)
         loss = ctc * dist.world_size + topo
+        if self.phone_segments is not None:  # mean over the global batch's labelled frames, like CTC's mean
+            ce_sum, n_lab = self._phone_loss(b, phone_logits)
+            n_lab = D.all_reduce_sum(n_lab.to(torch.float64), dist).clamp_min(1.0).to(logp.dtype)
+            loss = loss + self.cfg.model.phone_head.weight * (ce_sum / n_lab) * dist.world_size
         bad = float(D.all_reduce_max(torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0), dist))
         if bad:
             where = checkpoint_path(self.out, "last")
@@ -562,7 +597,12 @@ class _Trainer:
         st.batch_in_epoch += 1
         ctc_global = float(D.all_reduce_sum(ctc_sum.detach().to(torch.float64), dist)) / float(n_chars)
         topo_v = float(topo.detach())
-        return {"loss": ctc_global + topo_v, "ctc": ctc_global, "topo": topo_v, "lr": lr}
+        out = {"loss": ctc_global + topo_v, "ctc": ctc_global, "topo": topo_v, "lr": lr}
+        if self.phone_segments is not None:
+            phone = float(D.all_reduce_sum(ce_sum.detach().to(torch.float64), dist)) / float(n_lab)
+            out["phone"] = phone
+            out["loss"] += self.cfg.model.phone_head.weight * phone
+        return out
 
     # -- validation and checkpoints ------------------------------------------------------------------------
     def _validate(self) -> dict | None:
