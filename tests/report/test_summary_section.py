@@ -18,3 +18,14 @@ def test_parameter_count_is_the_models_with_and_without_a_frontend():
     assert _n_params(front) - _n_params(plain) == 32 + 64 * 5 * (16 - 32)
     assert _layers_text(plain).startswith("conv1: 64×k5 s2 [8×8]")
     assert _layers_text(front).startswith("2-D front end: 2×k3×5, mel max-pool 4; conv1: 64×k5 s2 [8×8]")
+
+
+def test_a_phone_head_is_named_and_not_counted():
+    plain = load_config("tiny").to_dict()
+    ph = {**plain, "phone_head": {"layer": "conv2", "weight": 0.5}}
+    m = Wav2Letter(config_from_dict(ph).model)
+    head = sum(p.numel() for p in m.phone_head.parameters())
+    assert head == 40 * 64 + 40  # conv2 has 64 filters; k=1 to the 40 phones
+    assert _n_params(ph) == _n_params(plain) == sum(p.numel() for p in m.parameters()) - head
+    assert _layers_text(ph).endswith("; phone head on conv2 (training only, weight 0.5)")
+    assert "phone head" not in _layers_text(plain)

@@ -30,10 +30,15 @@ def _layers_text(cfg: dict) -> str:
     f = rc.model.frontend
     if f.enabled:
         parts.insert(0, f"2-D front end: {f.channels}×k{f.kernel[0]}×{f.kernel[1]}, mel max-pool {f.pool}")
+    ph = rc.model.phone_head
+    if ph.enabled:  # trained with phone supervision: the maps do not test emergence (docs/method.md § Phone head)
+        parts.append(f"phone head on {ph.layer} (training only, weight {ph.weight:g})")
     return "; ".join(parts)
 
 
 def _n_params(cfg: dict) -> int | None:
+    """Parameters of the recognizer (front end, gridded layers, output); a phone head, used in training only,
+    is not counted."""
     from ...config import config_from_dict
     from ...text import N_CLASSES
 
