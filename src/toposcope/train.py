@@ -13,8 +13,9 @@ Loss per step (global batch of ``B`` utterances with ``N`` reference characters 
     loss = Σ_i CTC_i / N  +  λ · Σ_layers L_layer          (L_layer: docs/method.md § Regularizer, "sum")
            [+  w · Σ_frames CE(phone head, aligned phone) / F]  (only with a ``[phone_head]``: F labelled frames)
 
-Dividing by the *global* character count (and frame count) (all-reduced) makes the gradient of ``P`` DDP processes,
-each holding ``B/P`` utterances padded to the global batch length, equal to one process's.
+Dividing by the *global* character count (and the phone head's by the global count of labelled frames),
+all-reduced, makes the gradient of ``P`` DDP processes, each holding ``B/P`` utterances padded to the global
+batch length, equal to one process's.
 
 Structure: :class:`TrainState` is everything a checkpoint holds (``state_dict()`` /
 ``load_state_dict()``), :class:`MetricsLog` is ``metrics.jsonl`` (+ TensorBoard), and a private

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from toposcope.config import config_from_dict, load_config
 from toposcope.model import Wav2Letter
-from toposcope.report.sections.summary import _layers_text, _n_params
+from toposcope.report.reader import RunData
+from toposcope.report.sections.summary import _layers_text, _n_params, curves
 
 
 def test_parameter_count_is_the_models_with_and_without_a_frontend():
@@ -29,3 +30,13 @@ def test_a_phone_head_is_named_and_not_counted():
     assert _n_params(ph) == _n_params(plain) == sum(p.numel() for p in m.parameters()) - head
     assert _layers_text(ph).endswith("; phone head on conv2 (training only, weight 0.5)")
     assert "phone head" not in _layers_text(plain)
+
+
+def test_the_phone_head_curve_appears_only_for_runs_that_log_it(tmp_path):
+    line = {"kind": "train", "ctc": 2.0, "topo": 0.1, "similarity": {"conv1": 0.5}}
+    plain = RunData(path=tmp_path, label="plain", train_lines=[{**line, "step": s} for s in (10, 20)])
+    assert "phone head cross-entropy" not in curves([plain])
+    head = RunData(path=tmp_path, label="head",
+                   train_lines=[{**line, "step": s, "phone": p} for s, p in ((10, 3.5), (20, 1.25))])
+    html = curves([head, plain])
+    assert "phone head cross-entropy (training)" in html and "head phone CE" in html and "plain phone CE" not in html

@@ -115,6 +115,12 @@ def curves(models: list[RunData]) -> str:
             for i, rd in enumerate(models) if rd.train_lines and any(l.get("topo", 0) for l in rd.train_lines)]
     if topo:
         charts.append(svg_line_chart(topo, title="topographic term (training)", xlabel="step", ylabel="λ · Σ L"))
+    phone = [{"label": f"{rd.label} phone CE", "x": [l.get("step") for l in rd.train_lines if "phone" in l],
+              "y": [l["phone"] for l in rd.train_lines if "phone" in l], "color": PALETTE[i], "dash": i > 0}
+             for i, rd in enumerate(models) if any("phone" in l for l in rd.train_lines)]
+    if phone:  # only runs with a [phone_head] log it
+        charts.append(svg_line_chart(phone, title="phone head cross-entropy (training)", xlabel="step",
+                                     ylabel="CE / labelled frame"))
     cer = [{"label": f"{rd.label} valid CER", "x": [l.get("step") for l in rd.valid_lines],
             "y": [100 * l["cer"] if l.get("cer") is not None else None for l in rd.valid_lines],
             "color": PALETTE[i], "dash": i > 0, "marker": True}
