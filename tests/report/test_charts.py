@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from toposcope.report.charts import PALETTE, nice_ticks, svg_line_chart
 
 
@@ -30,3 +32,16 @@ def test_log_axis_drops_non_positive_values():
     svg = svg_line_chart([{"label": "a", "x": [0, 1, 2, 3], "y": [10.0, 1.0, 0.0, -1.0]}], title="t", xlabel="x",
                          log_y=True)
     assert len(re.search(r'points="([^"]+)"', svg).group(1).split()) == 2
+
+
+def test_legend_rows_hold_fewer_entries_when_labels_are_long():
+    def legend_x(labels, width=430):
+        svg = svg_line_chart([{"label": l, "x": [0, 1], "y": [0, 1]} for l in labels], title="t", xlabel="x",
+                             width=width)
+        return [float(x) for x in re.findall(r'<text x="([\d.]+)" y="[\d.]+">(?:' + "|".join(labels) + ")<", svg)]
+
+    # plot width 430 - 62 - 12 = 356 px: three short labels share a row (a third of it each) ...
+    assert legend_x(["a", "b", "c"]) == pytest.approx([62 + 22, 62 + 22 + 356 / 3, 62 + 22 + 2 * 356 / 3], abs=0.05)
+    # ... labels of 18 characters (~30 + 7 * 18 = 156 px each) go two to a row, so none runs into the next
+    xs = legend_x(["topo valid CER xxx", "baseline valid CER", "third valid CER xx"])
+    assert xs == pytest.approx([62 + 22, 62 + 22 + 178, 62 + 22], abs=0.05)

@@ -59,9 +59,11 @@ def svg_line_chart(series: Sequence[dict], *, title: str, xlabel: str, ylabel: s
     if not any(pts):
         return ""
     ml, mr, mt, mb = 62, 12, 24, 38
-    legend_rows = math.ceil(len(series) / 3)
-    height_total = height + 16 * legend_rows
     pw, ph = width - ml - mr, height - mt - mb
+    # legend: up to 3 entries a row, fewer when the longest label (~7 px a character) would run into the next
+    per_row = max(1, min(3, int(pw // (30 + 7 * max((len(str(x["label"])) for x in series), default=0)))))
+    legend_rows = math.ceil(len(series) / per_row)
+    height_total = height + 16 * legend_rows
     xs = [x for p in pts for x, _ in p]
     ys = [math.log10(y) if log_y else y for p in pts for _, y in p]
     x0, x1 = min(xs), max(xs)
@@ -108,8 +110,8 @@ def svg_line_chart(series: Sequence[dict], *, title: str, xlabel: str, ylabel: s
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6"{dash} points="{d}"/>')
             if s.get("marker") or len(p) == 1:
                 out.extend(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.5" fill="{color}"/>' for x, y in p)
-        lx = ml + (i % 3) * (pw / 3)
-        ly = height + 4 + 16 * (i // 3)
+        lx = ml + (i % per_row) * (pw / per_row)
+        ly = height + 4 + 16 * (i // per_row)
         out.append(f'<line x1="{lx:.1f}" y1="{ly - 4}" x2="{lx + 18:.1f}" y2="{ly - 4}" stroke="{color}" '
                    f'stroke-width="2"{dash}/><text x="{lx + 22:.1f}" y="{ly}">{esc(str(s["label"]))}</text>')
     out.append("</svg>")
