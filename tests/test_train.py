@@ -162,6 +162,31 @@ def test_phone_head_learns_the_aligned_phones(lettered, tmp_path):
     assert hits / total > majority + 0.25, (hits / total, majority)
 
 
+def test_phone_targets_follow_speed_perturbation(lettered, tmp_path, monkeypatch):
+    """Under speed perturbation each item's frame times are scaled by original / augmented frames, so the
+    targets come from the original alignment's clock (toposcope.labels.phone_targets' ``time_scale``)."""
+    import toposcope.labels as L
+    from toposcope.augment import AugmentConfig
+
+    seen, real = [], L.phone_targets
+
+    def spy(segments, n_valid, n_frames, convs, hop, sr, *, time_scale=None):
+        seen.append(list(time_scale))
+        return real(segments, n_valid, n_frames, convs, hop, sr, time_scale=time_scale)
+
+    monkeypatch.setattr(L, "phone_targets", spy)
+    aug = AugmentConfig(enabled=True, speeds=(0.8, 1.25), noise_prob=0.0, reverb_prob=0.0, vtlp_prob=0.0,
+                        time_masks=0, freq_masks=0)
+    cfg = dataclasses.replace(with_phone_head(tiny(dropout=0.0)), augment=aug)
+    train(lettered.root, tmp_path / "sp", config=cfg, max_steps=6, progress=False)
+    scales = [x for step in seen for x in step]
+    assert len(seen) == 6 and all(2 <= len(step) <= 4 for step in seen)  # 10 items: batches of 4, 4, 2
+    # a 0.8x speed makes an input 1.25x longer (scale 0.8), 1.25x makes it 0.8x as long (scale 1.25),
+    # up to the STFT's rounding of the frame count; none stays at 1
+    assert all(abs(x - 0.8) < 0.03 or abs(x - 1.25) < 0.05 for x in scales), scales
+    assert any(x < 1 for x in scales) and any(x > 1 for x in scales)
+
+
 def test_non_finite_loss_stops_with_last_checkpoint_intact(tones, tmp_path, monkeypatch):
     import toposcope.train as T
 
