@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .phones import PHONES
+
 __all__ = ["frame_centers", "frame_times", "label_frames", "phone_targets"]
 
 
@@ -64,8 +66,6 @@ def phone_targets(segments: Sequence[Sequence[tuple[float, float, str]]], n_vali
     perturbation made ``r`` times shorter has its frame times scaled by ``r`` back onto the original
     alignment's clock (default 1).
     """
-    from .phones import PHONES
-
     out = np.full((len(segments), n_frames), -1, dtype=np.int64)
     for b, segs in enumerate(segments):
         n = min(int(n_valid[b]), n_frames)

@@ -139,6 +139,8 @@ class Wav2Letter(nn.Module):
         its hook point, so each utterance's valid frames are those it gets alone (batch invariance;
         the log-probs past ``output_lengths(lengths)`` come from zero logits and are meaningless).
         """
+        if phones and self.phone_head is None:
+            raise ValueError("this model has no phone head (the config's [phone_head] table is off)")
         x = feats
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=feats.device)
@@ -151,8 +153,6 @@ class Wav2Letter(nn.Module):
             x = self.frontend(x)
             if lengths is not None:
                 x = mask_frames(x, lengths)
-        if phones and self.phone_head is None:
-            raise ValueError("this model has no phone head (the config's [phone_head] table is off)")
         phone_logits = None
         for name, block in self.blocks.items():
             x = block(x, lengths)
