@@ -25,7 +25,7 @@ GROUPS = [  # (heading, module prefixes)
     ("Importers", ["toposcope.importers"]),
     ("Model and training", ["toposcope.grid", "toposcope.config", "toposcope.augment", "toposcope.model", "toposcope.hooks",
                             "toposcope.topography", "toposcope.train", "toposcope.checkpoint", "toposcope.evaluate",
-                            "toposcope.decode", "toposcope.lm",
+                            "toposcope.decode", "toposcope.lm", "toposcope.wordlm",
                             "toposcope.distributed", "toposcope.runlock"]),
     ("Analysis", ["toposcope.analysis"]),
     ("Optimal inputs", ["toposcope.optimize"]),

@@ -32,6 +32,8 @@ _EXPORTS = {
     "CharNgramLM": "toposcope.lm",
     "LMConfig": "toposcope.lm",
     "lm_for_corpus": "toposcope.lm",
+    "WordNgramLM": "toposcope.wordlm",
+    "WordLMConfig": "toposcope.wordlm",
     "DecoderConfig": "toposcope.decode",
     "ctc_beam_search": "toposcope.decode",
     "compute_profiles": "toposcope.analysis.profiles",

@@ -6,7 +6,8 @@
      "lm": {"cer", "wer", "per_speaker", "decoder", "lm", ...}}     # "lm" only with a language model
 
 The top-level numbers are greedy decoding, i.e. the acoustic model alone (what the maps are made of);
-``"lm"`` holds the same utterances beam-searched with a character language model (docs/decoding.md).
+``"lm"`` holds the same utterances beam-searched with a language model: by default a word n-gram over the
+lexicon of a character LM's text, which spells the words outside it (docs/decoding.md).
 
 CER/WER are corpus-level (total edits / total reference characters or words), as fractions.
 """
@@ -27,6 +28,7 @@ from .data import BucketBatchSampler, SpeechDataset, batch_loader, collate, load
 from .decode import DecoderConfig, beam_search_many, ctc_beam_search, decode_greedy
 from .model import Wav2Letter
 from .text import normalize_text
+from .wordlm import WordLMConfig, decoding_lm, describe_lm
 
 if TYPE_CHECKING:
     from .lm import CharNgramLM
@@ -75,13 +77,16 @@ def iter_log_probs(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int
 
 def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 16, device=None,
                progress: bool = False, desc: str = "decode", lm: "CharNgramLM | None" = None,
-               decoder: DecoderConfig | None = None) -> list[tuple[str, str]]:
+               decoder: DecoderConfig | None = None,
+               word_lm: WordLMConfig | None = WordLMConfig()) -> list[tuple[str, str]]:
     """Decode every item: ``[(reference, hypothesis)]`` in dataset order.
 
     Greedy (best class per frame) unless ``lm`` or ``decoder`` is given: then CTC prefix beam search
-    (:func:`toposcope.decode.ctc_beam_search`, ``decoder`` defaulting to :class:`DecoderConfig`).
+    (:func:`toposcope.decode.ctc_beam_search`, ``decoder`` defaulting to :class:`DecoderConfig`) with ``lm``
+    inside a word LM of settings ``word_lm`` (``None``: the character LM alone; :func:`toposcope.wordlm.decoding_lm`).
     """
     beam = lm is not None or decoder is not None
+    lm = decoding_lm(lm, word_lm)
     out: list[tuple[str, str] | None] = [None] * len(dataset)
     for i, lp in iter_log_probs(model, dataset, batch_size=batch_size, device=device, progress=progress, desc=desc):
         hyp = ctc_beam_search(lp, lm, decoder or DecoderConfig()) if beam else decode_greedy(lp)
@@ -91,21 +96,21 @@ def transcribe(model: Wav2Letter, dataset: SpeechDataset, *, batch_size: int = 1
 
 def evaluate(run, data, split: str = "test", *, which: str = "best", batch_size: int = 16,
              progress: bool = True, write: bool = True, device=None, lm: "CharNgramLM | str | Path | None" = None,
-             decoder: DecoderConfig | None = None, jobs: int | None = None) -> dict:
+             decoder: DecoderConfig | None = None, jobs: int | None = None,
+             word_lm: WordLMConfig | None = WordLMConfig()) -> dict:
     """CER/WER of ``run`` (a :class:`Run` or run directory) on ``split`` of corpus ``data``.
 
     Returns ``{"split", "cer", "wer", "n_utterances", "per_speaker": {spk: {"cer", "wer", "n"}},
     "skipped", "checkpoint", "examples"}`` for greedy decoding and writes it to ``RUN/eval/<split>.json``
     when ``write``, holding the run folder's lock (:func:`toposcope.runlock.run_lock`) meanwhile.
     With ``lm`` (a :class:`~toposcope.lm.CharNgramLM` or its file) the same log-probabilities are also
-    beam-searched with it, and the result gains ``"lm": {"cer", "wer", "per_speaker", "examples",
-    "decoder", "lm"}``; the top-level numbers stay greedy (the acoustic model alone). The beam search
-    runs in ``jobs`` processes (default: the usable cores; :func:`toposcope.decode.beam_search_many`).
+    beam-searched with it, inside a word LM over its text's lexicon (``word_lm``; ``None``: the character
+    LM alone; :func:`toposcope.wordlm.decoding_lm`), and the result gains ``"lm": {"cer", "wer",
+    "per_speaker", "examples", "decoder", "lm"}``; the top-level numbers stay greedy (the acoustic model
+    alone). The beam search runs in ``jobs`` processes (default: the usable cores;
+    :func:`toposcope.decode.beam_search_many`).
     """
-    if lm is not None and not hasattr(lm, "logprobs"):
-        from .lm import CharNgramLM
-
-        lm = CharNgramLM.load(lm)
+    lm = decoding_lm(lm, word_lm)
     if not isinstance(run, Run):
         run = load_run(run, which=which)
     kw = dict(batch_size=batch_size, progress=progress, write=write, device=device, lm=lm, jobs=jobs,
@@ -161,8 +166,7 @@ def _evaluate(run: Run, data, split: str, *, batch_size: int, progress: bool, wr
         beam = list(zip(refs, hyps))
         known = set(lm.texts) if lm is not None else set()
         result["lm"] = {**score_pairs(beam, speakers), "examples": examples(beam), "decoder": asdict(decoder),
-                        "lm": None if lm is None else {**lm.meta, **asdict(lm.config), "sentences": len(lm.texts),
-                                                        **({"path": str(lm.path)} if lm.path else {})},
+                        "lm": None if lm is None else lm.info(),
                         # evaluated sentences the LM was fitted on: > 0 makes the LM numbers optimistic
                         "known_sentences": sum(r in known for r in refs)}
     if write and run.path is not None:
@@ -193,7 +197,6 @@ def format_table(result: dict) -> str:
                          "language model's own text, so its numbers are optimistic (fit it with `toposcope lm` "
                          "on this corpus: valid and test are left out)")
         d = lm["decoder"]
-        lines.append(f"LM: beam {d['beam']}, alpha {d['alpha']:g}, beta {d['beta']:g}"
-                     + (f", {lm['lm']['order']}-gram characters, {lm['lm']['sentences']} sentences" if lm.get("lm") else
-                        ", no language model"))
+        lines.append(f"LM: beam {d['beam']}, alpha {d['alpha']:g}, beta {d['beta']:g}, " + describe_lm(lm.get("lm")))
     return "\n".join(lines)
+

@@ -107,6 +107,16 @@ class CharNgramLM:
             out = self._cache[h] = np.log(self._probs(h))
         return out
 
+    def end_logprob(self, prefix: str) -> float:
+        """Natural-log probability of the sentence ending after ``prefix`` (trailing spaces ignored: the LM's
+        sentences never end in one)."""
+        return float(self.logprobs(prefix.rstrip(" "))[EOS_INDEX])
+
+    def info(self) -> dict:
+        """The LM's settings, text counts (:attr:`meta`) and file, as recorded beside decoding results."""
+        return {**self.meta, **asdict(self.config), "sentences": len(self.texts),
+                **({"path": str(self.path)} if self.path else {})}
+
     def _probs(self, h: str) -> np.ndarray:
         d = self.config.discount
         p = np.full(len(_VOCAB), 1.0 / len(_VOCAB))

@@ -27,7 +27,7 @@ def test_lm_columns_and_their_note(tmp_path):
                                                "per_speaker": per}),
                     rd(tmp_path, "base", 0.0, {"cer": 0.42, "wer": 0.95, "n_utterances": 7, "per_speaker": per})])
     assert "CER, beam search + LM" in html and "35.0" in html and "70.0" in html
-    assert "character language model (order 8, 1234 sentences; beam 16" in html
+    assert "language model (8-gram characters, 1234 sentences; beam 16" in html
     assert "acoustic model alone" in html
     assert html.count("<tr>") == html.count("</tr>")
     # the baseline, evaluated without an LM, shows n/a in the LM columns rather than breaking the row
@@ -35,3 +35,11 @@ def test_lm_columns_and_their_note(tmp_path):
     assert base_row.count("<td>") == 8
     voice_row = html.split('<td class="l">spk1</td>')[1].split("</tr>")[0]
     assert "CER topo, beam + LM" in html and voice_row.endswith("<td>33.3 %</td><td>–</td>")
+
+
+def test_the_note_names_a_word_lm(tmp_path):
+    lm = {"cer": 0.30, "wer": 0.60, "decoder": {"beam": 64, "alpha": 1.0, "beta": 2.0},
+          "lm": {"order": 8, "sentences": 99, "words": {"order": 3, "oov": -1.0, "lexicon": 500}}}
+    html = results([rd(tmp_path, "topo", 0.5, {"cer": 0.40, "wer": 0.90, "n_utterances": 7, "lm": lm})])
+    assert ("3-gram words over a 500-word lexicon (unknown words: penalty -1.0, spelled by 8-gram characters), "
+            "99 sentences; beam 64, LM weight 1.0") in html

@@ -30,6 +30,7 @@ def run(args) -> int:
 
     from ..corpus import Corpus
     from ..lm import LMConfig, lm_for_corpus
+    from ..text import normalize_text
 
     extra = []
     for f in args.text:
@@ -43,9 +44,14 @@ def run(args) -> int:
     m = lm.meta
     print(f"{len(lm.texts)} sentences ({', '.join(m['sources'])}): train {m['train']}, other {m['extra']}; "
           f"left out as valid/test sentences {m['dropped_exact']}, as near duplicates {m['dropped_ngram']}")
+    lexicon = {w for t in lm.texts for w in t.split()}
+    print(f"  lexicon (the word LM's words, `evaluate --words`): {len(lexicon)} words")
     for split in ("valid", "test"):
-        refs = [u.text for u in corpus.split(split)]
+        refs = [normalize_text(u.text) for u in corpus.split(split)]
         if refs:
-            print(f"  perplexity per character on {split}: {lm.perplexity(refs):.2f}")
+            words = [w for r in refs for w in r.split()]
+            oov = sum(w not in lexicon for w in words) / max(1, len(words))
+            print(f"  perplexity per character on {split}: {lm.perplexity(refs):.2f}; "
+                  f"{100 * oov:.1f} % of its words are outside the lexicon")
     print(f"wrote {lm.save(args.out)}")
     return 0

@@ -6,6 +6,7 @@ from ..charts import PALETTE, svg_line_chart
 from ..context import ReportContext
 from ..html import esc, missing, pct
 from ..reader import RunData
+from ...wordlm import describe_lm
 
 __all__ = ["render"]
 
@@ -170,15 +171,15 @@ def results(models: list[RunData]) -> str:
                     f'<td>{int(e.get("n_utterances", 0))}</td></tr>')
     lm_head = "<th>CER, beam search + LM</th><th>WER, beam search + LM</th>" if with_lm else ""
     out = [f"<h3>Recognition accuracy ({esc(split)} split, greedy CTC decoding"
-           + (", and CTC beam search with a character language model" if with_lm else "") + ")</h3>",
+           + (", and CTC beam search with a language model" if with_lm else "") + ")</h3>",
            '<table><tr><th class="l">run</th><th>weight</th><th>CER</th><th>WER</th><th>ΔCER vs baseline (points)</th>'
            f'<th>ΔWER vs baseline (points)</th>{lm_head}<th>utterances</th></tr>', "".join(rows), "</table>"]
     if with_lm:
         info = next((rd.evals[split]["lm"] for rd in models if (rd.evals.get(split) or {}).get("lm")), {})
         d, m = info.get("decoder") or {}, info.get("lm") or {}
         out.append('<p class="note">Greedy numbers are the acoustic model alone, the model every map on this page '
-                   "is made of. The beam-search columns read the same outputs with a character language model "
-                   f"(order {esc(str(m.get('order', '?')))}, {esc(str(m.get('sentences', '?')))} sentences; beam {esc(str(d.get('beam', '?')))}, "
+                   "is made of. The beam-search columns read the same outputs with a language model "
+                   f"({esc(describe_lm(m))}; beam {esc(str(d.get('beam', '?')))}, "
                    f"LM weight {esc(str(d.get('alpha', '?')))}, character bonus {esc(str(d.get('beta', '?')))}) "
                    "fitted on text without the valid and test sentences or near duplicates of them "
                    "(<code>toposcope lm</code>, docs/decoding.md).</p>")
