@@ -81,6 +81,20 @@ def test_demo_cli_rejects_a_bad_training_cap(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+def test_demo_cli_passes_the_corpus_size(tmp_path, capsys, monkeypatch):
+    import toposcope.demo
+
+    seen = []
+    monkeypatch.setattr(toposcope.demo, "run_demo", lambda out, demo_plan, **kw: seen.append(demo_plan))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--hours", "3", "--train-minutes", "5"]) == 0
+    assert seen[-1].hours == 3.0 and seen[-1].utterances is None and seen[-1].train_minutes == 5.0
+    assert seen[-1].config == "small"
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--hours", "0.1"]) == 0
+    assert seen[-1].hours == 0.1 and seen[-1].utterances is None and seen[-1].config == "tiny"
+    assert main(["demo", "--out", str(tmp_path / "d"), "--hours", "-1"]) == 2
+    assert "--hours must be > 0" in capsys.readouterr().err and len(seen) == 2
+
+
 def test_demo_plan_sizes():
     from toposcope.demo import plan
 

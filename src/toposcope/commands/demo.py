@@ -23,6 +23,9 @@ def add_arguments(p) -> None:
                         "[frontend] table (docs/method.md § Front end)")
     p.add_argument("--train-minutes", type=float, default=None, metavar="M",
                    help="wall-clock cap of each of the two trainings (default: 6, --quick: 0.5)")
+    p.add_argument("--hours", type=float, default=None, metavar="H",
+                   help="hours of synthetic speech (default: 2; --quick: 40 utterances). An existing DIR/corpus "
+                        "is reused as it is")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="synthesis worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines are still printed)")
 
@@ -39,6 +42,10 @@ def run(args) -> int:
         if args.train_minutes <= 0:
             raise ValueError(f"--train-minutes must be > 0, got {args.train_minutes}")
         p = dataclasses.replace(p, train_minutes=args.train_minutes)
+    if args.hours is not None:
+        if not args.hours > 0:
+            raise ValueError(f"--hours must be > 0, got {args.hours}")
+        p = dataclasses.replace(p, hours=args.hours, utterances=None)
     try:
         run_demo(args.out, demo_plan=p, progress=not args.no_progress, jobs=args.jobs)
     except DemoError as e:
