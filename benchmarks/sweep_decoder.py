@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     from toposcope.decode import DecoderConfig, beam_search_many, decode_greedy
     from toposcope.evaluate import error_rates
     from toposcope.lm import LMConfig, lm_for_corpus
-    from toposcope.wordlm import WordLMConfig, decoding_lm
+    from toposcope.wordlm import WordLMConfig, WordNgramLM, decoding_lm
 
     torch.set_num_threads(2)
     run, corpus = load_run(a.run), Corpus.load(a.data, alignments=False)
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         hyps = [decode_greedy(lp) for lp in lps] if dec is None else beam_search_many(lps, lm_, dec)
         cer, wer = error_rates(refs, hyps)
-        words = getattr(lm_, "config", None) if hasattr(lm_, "chars") else None
+        words = lm_.config if isinstance(lm_, WordNgramLM) else None
         r = {"split": split, "what": what, "lm_sentences": len(lm_.texts) if lm_ is not None else 0,
              "words": None if words is None else asdict(words),
              "decoder": None if dec is None else asdict(dec), "cer": cer, "wer": wer,

@@ -31,7 +31,7 @@ import numpy as np
 
 from .text import ALPHABET, normalize_text
 
-__all__ = ["LMConfig", "CharNgramLM", "lm_texts", "lm_for_corpus", "held_out_ngrams", "word_ngrams", "LM_CHARS", "EOS_INDEX"]
+__all__ = ["LMConfig", "CharNgramLM", "lm_texts", "lm_for_corpus", "held_out_ngrams", "word_ngrams", "kneser_ney_counts", "LM_CHARS", "EOS_INDEX"]
 
 #: The LM's vocabulary: the CTC alphabet without the blank (class ``i`` of the model is LM index
 #: ``i - 1``), then the end-of-sentence symbol.
@@ -65,16 +65,7 @@ class CharNgramLM:
         if not self.texts:
             raise ValueError("no text to fit the language model on")
         n = config.order
-        raw: Counter = Counter()  # highest-order n-grams (length n), sentence-padded
-        for t in self.texts:
-            s = _BOS * (n - 1) + t + _EOS
-            raw.update(s[i - n:i] for i in range(n, len(s) + 1))
-        # counts[k]: n-grams of length k + 1 -> count (raw at k = n - 1, continuation counts below)
-        counts: list[Counter] = [Counter() for _ in range(n)]
-        counts[n - 1] = raw
-        for k in range(n - 1, 0, -1):
-            for g in counts[k]:
-                counts[k - 1][g[1:]] += 1  # one more distinct left extension of g[1:]
+        counts = kneser_ney_counts((_BOS * (n - 1) + t + _EOS for t in self.texts), n)
         # per context (length k): total count and number of distinct followers
         self._counts = counts
         self._total: list[Counter] = [Counter() for _ in range(n)]
@@ -173,6 +164,22 @@ class CharNgramLM:
         lm.meta = dict(d.get("meta") or {})
         lm.path = path
         return lm
+
+
+def kneser_ney_counts(padded: Iterable[Sequence], n: int) -> list[Counter]:
+    """The counts interpolated Kneser-Ney is made of, for sequences already padded with ``n - 1`` begin
+    symbols and one end symbol (strings of characters, or tuples of words): ``counts[k]`` maps each
+    (k+1)-gram to its raw count at the highest order (``k = n - 1``) and to its continuation count (the
+    number of distinct symbols seen before it) below."""
+    raw: Counter = Counter()
+    for s in padded:
+        raw.update(s[i - n:i] for i in range(n, len(s) + 1))
+    counts: list[Counter] = [Counter() for _ in range(n)]
+    counts[n - 1] = raw
+    for k in range(n - 1, 0, -1):
+        for g in counts[k]:
+            counts[k - 1][g[1:]] += 1  # one more distinct left extension of g[1:]
+    return counts
 
 
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:

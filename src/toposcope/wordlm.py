@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .lm import EOS_INDEX, LM_CHARS, CharNgramLM
+from .lm import EOS_INDEX, LM_CHARS, CharNgramLM, kneser_ney_counts
 
 __all__ = ["WordLMConfig", "WordNgramLM", "decoding_lm", "describe_lm"]
 
@@ -75,15 +75,7 @@ class WordNgramLM:
         self.chars = chars
         self.config = config
         n, d = config.order, config.discount
-        raw: Counter = Counter()  # highest-order n-grams (tuples of n words), sentence-padded
-        for t in chars.texts:
-            s = (BOS,) * (n - 1) + tuple(t.split()) + (EOS,)
-            raw.update(s[i - n:i] for i in range(n, len(s) + 1))
-        counts: list[Counter] = [Counter() for _ in range(n)]
-        counts[n - 1] = raw
-        for k in range(n - 1, 0, -1):
-            for g in counts[k]:
-                counts[k - 1][g[1:]] += 1  # continuation counts: distinct left extensions
+        counts = kneser_ney_counts(((BOS,) * (n - 1) + tuple(t.split()) + (EOS,) for t in chars.texts), n)
         # _follow[k][context of k words] = {word: count}; _total[k][context] = sum of those counts
         self._follow: list[dict] = [defaultdict(dict) for _ in range(n)]
         self._total: list[Counter] = [Counter() for _ in range(n)]
