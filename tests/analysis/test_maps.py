@@ -82,6 +82,21 @@ def test_write_maps_files(tmp_path):
     assert data["conv1"]["s"]["value"] == pytest.approx(regions["conv1"]["s"].value)
 
 
+def test_write_maps_files_do_not_depend_on_jobs(tmp_path):
+    """Layers drawn in two forked processes give the same bytes as in this one."""
+    rng = np.random.default_rng(0)
+    prof = _profiles(rng)
+    lp = prof.layers["conv1"]
+    two = LayerProfile(values=-lp.values, raw=lp.raw, counts=lp.counts, grid=lp.grid)
+    prof = Profiles(groups=prof.groups, method="gradnap", grouping="phone", layers={"conv1": lp, "conv2": two})
+    write_maps(prof, tmp_path / "one", progress=False, dpi=40, jobs=1)
+    write_maps(prof, tmp_path / "two", progress=False, dpi=40, jobs=2)
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.*"))
+    assert len(files) == 2 * (3 + 1) + 1  # 3 groups + an overview per layer, regions.json
+    for f in files:
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
+
+
 def test_safe_filename():
     assert safe_filename("aa") == "aa" and safe_filename("blank") == "blank"
     assert "/" not in safe_filename("../x") and safe_filename(" ") != " "

@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 
 from toposcope.maps import find_region, smooth_map  # noqa: E402
 from toposcope.plotting import plot_map_pair, plot_overview, plot_topomap  # noqa: E402
+from toposcope.viz.maps import update_map_pair, update_topomap  # noqa: E402
 
 
 def test_plot_topomap_artists_and_scale():
@@ -58,3 +59,46 @@ def test_pair_and_overview(tmp_path):
     plt.close(fig)
     with pytest.raises(ValueError, match="groups"):
         plot_overview(sm, ["aa"])
+
+
+def _pixels(fig) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)
+    return np.asarray(Image.open(buf))
+
+
+def test_update_map_pair_draws_what_a_fresh_figure_draws():
+    """One figure redrawn for several groups (what write_maps does) gives, pixel for pixel, the PNG that a
+    fresh plot_map_pair gives: values, colour range (the colour bars' ticks too), region box and titles."""
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(3, 8, 4)) * np.array([1.0, 40.0, 0.01])[:, None, None]  # very different ranges
+    maps[1, 0, 0] = 200.0  # region in a corner: a clipped box
+    sm = smooth_map(maps)
+    fig, art = plot_map_pair(maps[0], sm[0], find_region(maps[0]), title="t0")
+    for i in (1, 2, 0):
+        fresh, _ = plot_map_pair(maps[i], sm[i], find_region(maps[i]), title=f"t{i}")
+        update_map_pair(fig, art, maps[i], sm[i], find_region(maps[i]), title=f"t{i}")
+        np.testing.assert_array_equal(_pixels(fig), _pixels(fresh))
+        plt.close(fresh)
+    assert art["on_grid"]["image"].get_clim() == (-float(np.abs(maps[0]).max()), float(np.abs(maps[0]).max()))
+    plt.close(fig)
+
+
+def test_update_topomap_region_and_shape():
+    m = np.zeros((6, 5))
+    m[5, 4] = 1.0
+    art = plot_topomap(np.ones((6, 5)))
+    assert art["region"] is None
+    update_topomap(art, m, region=find_region(m), title="new")
+    rect = art["region"]  # the outline appears where the new map's region is (clipped bottom-right 2x2)
+    assert rect.get_xy() == (2.5, 3.5) and rect.get_width() == 2 and rect.get_height() == 2
+    assert art["title"].get_text() == "new" and art["image"].get_clim() == (-1.0, 1.0)
+    update_topomap(art, m, region=None)  # and goes again
+    assert art["region"] is None and rect.axes is None
+    with pytest.raises(ValueError, match="6, 5"):
+        update_topomap(art, np.zeros((5, 6)))
+    plt.close(art["image"].figure)

@@ -95,54 +95,94 @@ def safe_filename(label: str) -> str:
 
 
 def write_maps(profiles, out_dir, *, interpolate: bool = False, plots: bool = True, overview: bool = True,
-               dpi: int = 100, progress: bool = True, caption: str = "") -> dict:
+               dpi: int = 100, progress: bool = True, caption: str = "", jobs: int | None = None) -> dict:
     """Write PNGs and ``regions.json`` under ``out_dir`` (usually ``RUN/maps``); returns the regions dict.
 
     Colour scales, always symmetric around 0: a group's PNG scales each panel to its own largest
     ``|value|`` (to show that group's structure); the overview shares one scale across the layer's
-    groups (to compare groups).
+    groups (to compare groups). The layers are drawn in ``jobs`` forked processes (default: the usable
+    cores); each redraws one figure for all its groups (:func:`toposcope.viz.maps.update_map_pair`, the same
+    pixels as a fresh figure). The files do not depend on ``jobs``.
     """
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     regions = compute_regions(profiles)
     if plots:
-        import matplotlib
-
-        if not os.environ.get("MPLBACKEND"):
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from ..viz.maps import plot_map_pair, plot_overview
-
-        def label(g: str) -> str:  # /phone/, 'grapheme'
-            return f"/{g}/" if profiles.grouping == "phone" else f"'{g}'"
-
-        show = progress_enabled(progress)
-        total = len(profiles.layers) * len(profiles.groups)
-        bar = tqdm(total=total, desc="maps", unit="map", disable=not show, leave=False)
-        for name, lp in profiles.layers.items():
-            d = out_dir / name
-            d.mkdir(parents=True, exist_ok=True)
-            maps = lp.maps()
-            sm = smooth_map(maps)
-            for i, g in enumerate(profiles.groups):
-                fig, _ = plot_map_pair(maps[i], sm[i], regions[name][g], interpolate=interpolate,
-                                       title=f"{name} · {label(g)} · {profiles.method} (n={int(lp.counts[i])}){caption}")
-                fig.savefig(d / f"{safe_filename(g)}.png", dpi=dpi)
-                plt.close(fig)
-                bar.update()
-            if overview:
-                fig, _ = plot_overview(sm, [label(g) for g in profiles.groups], regions=[regions[name][g] for g in profiles.groups],
-                                       vmax=float(np.abs(sm).max()) or 1.0, interpolate=interpolate,
-                                       title=f"{name}: smoothed {profiles.method} maps, {lp.grid} grid{caption}")
-                fig.savefig(d / "overview.png", dpi=dpi)
-                plt.close(fig)
-        bar.close()
+        _plot_layers(profiles, regions, out_dir, interpolate=interpolate, overview=overview, dpi=dpi,
+                     progress=progress, caption=caption, jobs=jobs)
     data = {layer: {g: r.to_dict() for g, r in rs.items()} for layer, rs in regions.items()}
     write_json_atomic(out_dir / "regions.json", data)
     return regions
+
+
+def _plot_layers(profiles, regions: dict, out_dir: Path, *, interpolate: bool, overview: bool, dpi: int,
+                 progress: bool, caption: str, jobs: int | None) -> None:
+    """One :func:`_plot_layer` task per layer, in ``jobs`` forked processes (in this one when 1)."""
+    import multiprocessing as mp
+
+    from .._util import progress as progress_bar
+    from .._util import usable_cores
+
+    def label(g: str) -> str:  # /phone/, 'grapheme'
+        return f"/{g}/" if profiles.grouping == "phone" else f"'{g}'"
+
+    tasks = []
+    for name, lp in profiles.layers.items():
+        maps = lp.maps()
+        tasks.append(dict(
+            folder=out_dir / name, maps=maps, smoothed=smooth_map(maps), regions=[regions[name][g] for g in profiles.groups],
+            files=[f"{safe_filename(g)}.png" for g in profiles.groups], labels=[label(g) for g in profiles.groups],
+            titles=[f"{name} · {label(g)} · {profiles.method} (n={int(lp.counts[i])}){caption}"
+                    for i, g in enumerate(profiles.groups)],
+            overview=f"{name}: smoothed {profiles.method} maps, {lp.grid} grid{caption}" if overview else None,
+            interpolate=interpolate, dpi=dpi))
+    jobs = min(len(tasks), usable_cores() if jobs is None else int(jobs))
+    bar = progress_bar(total=sum(len(t["files"]) for t in tasks), enabled=progress, desc="maps",
+                       unit="map")
+    try:
+        if jobs <= 1 or "fork" not in mp.get_all_start_methods():
+            for t in tasks:
+                bar.update(_plot_layer(t))
+        else:
+            with mp.get_context("fork").Pool(jobs) as pool:
+                for n in pool.imap_unordered(_plot_layer, tasks):
+                    bar.update(n)
+    finally:
+        bar.close()
+
+
+def _plot_layer(task: dict) -> int:
+    """Draw one layer's map pairs (one figure, redrawn per group) and its overview; returns the maps drawn."""
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..viz.maps import plot_map_pair, plot_overview, update_map_pair
+
+    d: Path = task["folder"]
+    d.mkdir(parents=True, exist_ok=True)
+    maps, sm, regions = task["maps"], task["smoothed"], task["regions"]
+    fig = art = None
+    try:
+        for i, (file, title) in enumerate(zip(task["files"], task["titles"])):
+            if fig is None:
+                fig, art = plot_map_pair(maps[i], sm[i], regions[i], interpolate=task["interpolate"], title=title)
+            else:
+                update_map_pair(fig, art, maps[i], sm[i], regions[i], title=title)
+            fig.savefig(d / file, dpi=task["dpi"])
+    finally:
+        if fig is not None:
+            plt.close(fig)
+    if task["overview"] is not None:
+        fig, _ = plot_overview(sm, task["labels"], regions=regions, vmax=float(np.abs(sm).max()) or 1.0,
+                               interpolate=task["interpolate"], title=task["overview"])
+        try:
+            fig.savefig(d / "overview.png", dpi=task["dpi"])
+        finally:
+            plt.close(fig)
+    return len(task["files"])
 
 
 def maps_dir(run_dir, profile: str = DEFAULT_PROFILE, layout: str | None = None) -> Path:

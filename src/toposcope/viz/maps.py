@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_topomap", "plot_region", "plot_map_pair", "plot_overview", "CMAP"]
+__all__ = ["plot_topomap", "plot_region", "plot_map_pair", "plot_overview", "update_topomap", "update_map_pair", "CMAP"]
 
 CMAP = "RdBu_r"
 
@@ -38,6 +38,12 @@ def plot_region(ax, region, *, color: str = "k", linewidth: float = 2.0):
     return patch
 
 
+def _vmax(v: np.ndarray, vmax: float | None) -> float:
+    if vmax is None:
+        vmax = float(np.nanmax(np.abs(v))) if v.size and np.isfinite(v).any() else 1.0
+    return vmax or 1.0
+
+
 def plot_topomap(values2d, ax=None, region=None, vmax: float | None = None, title: str | None = None,
                  interpolate: bool = False, colorbar: bool = True, cmap: str = CMAP, ticks: bool = True) -> dict:
     """Draw one ``(rows, cols)`` map. Returns ``{"image", "region", "colorbar", "title"}`` artists
@@ -46,9 +52,7 @@ def plot_topomap(values2d, ax=None, region=None, vmax: float | None = None, titl
     v = np.asarray(values2d, dtype=np.float64)
     if v.ndim != 2:
         raise ValueError(f"plot_topomap needs a (rows, cols) array, got shape {v.shape}")
-    if vmax is None:
-        vmax = float(np.nanmax(np.abs(v))) if v.size and np.isfinite(v).any() else 1.0
-    vmax = vmax or 1.0
+    vmax = _vmax(v, vmax)
     im = ax.imshow(v, cmap=cmap, vmin=-vmax, vmax=vmax, origin="upper",
                    interpolation="bicubic" if interpolate else "nearest",
                    extent=(-0.5, v.shape[1] - 0.5, v.shape[0] - 0.5, -0.5))
@@ -90,6 +94,50 @@ def plot_map_pair(on_grid, smoothed, region=None, axes=None, vmax: float | None 
                      title="smoothed (3x3 mean)" + (", interpolated" if interpolate else ""), colorbar=True)
     sup = fig.suptitle(title, fontsize=10) if title else None
     return fig, {"on_grid": a, "smoothed": b, "suptitle": sup}
+
+
+def update_topomap(artists: dict, values2d, region=None, vmax: float | None = None, title: str | None = None) -> dict:
+    """Show ``values2d`` in a panel :func:`plot_topomap` drew (same shape; ``artists`` its return value), as
+    :func:`plot_topomap` would draw it afresh: new values, colour range (``vmax`` as there), region outline and
+    title. Redrawing one figure for many maps saves building its axes, ticks and colour bar each time.
+    Returns ``artists``, updated in place."""
+    im = artists["image"]
+    v = np.asarray(values2d, dtype=np.float64)
+    if v.shape != im.get_array().shape:
+        raise ValueError(f"update_topomap needs a {im.get_array().shape} array, got shape {v.shape}")
+    vmax = _vmax(v, vmax)
+    im.set_data(v)
+    im.set_clim(-vmax, vmax)  # the colour bar follows its image's norm
+    patch = artists.get("region")
+    if region is None:
+        if patch is not None:
+            patch.remove()
+            artists["region"] = None
+    elif patch is None:
+        artists["region"] = plot_region(im.axes, region)
+    else:
+        r0, r1, c0, c1 = region.box
+        patch.set_bounds(c0 - 0.5, r0 - 0.5, c1 - c0 + 1, r1 - r0 + 1)
+    if title is not None:
+        if artists.get("title") is None:
+            artists["title"] = im.axes.set_title(title, fontsize=9)
+        else:
+            artists["title"].set_text(title)
+    return artists
+
+
+def update_map_pair(fig, artists: dict, on_grid, smoothed, region=None, vmax: float | None = None,
+                    title: str | None = None, vmax_smoothed: float | None = None):
+    """Redraw a figure of :func:`plot_map_pair` (``fig, artists`` its return value) with another group's maps,
+    so that saving it gives the picture :func:`plot_map_pair` would draw afresh. Returns ``(fig, artists)``."""
+    update_topomap(artists["on_grid"], on_grid, region=region, vmax=vmax)
+    update_topomap(artists["smoothed"], smoothed, region=region, vmax=vmax_smoothed)
+    if title is not None:
+        if artists.get("suptitle") is None:
+            artists["suptitle"] = fig.suptitle(title, fontsize=10)
+        else:
+            artists["suptitle"].set_text(title)
+    return fig, artists
 
 
 def plot_overview(maps, groups: Sequence[str], regions: Sequence | None = None, fig=None, vmax: float | None = None,
