@@ -86,6 +86,7 @@ def ctc_beam_search(log_probs, lm: CharNgramLM | None = None, config: DecoderCon
     # prefix -> [log P(prefix, path ends in blank), log P(prefix, path ends in its last char)]
     beams: dict[str, tuple[float, float]] = {"": (0.0, _NEG)}
     bonus: dict[str, float] = {"": 0.0}  # prefix -> alpha · log P_lm(prefix) + beta · len(prefix)
+    rows: dict[str, np.ndarray] = {}  # prefix -> lm.logprobs(prefix): a prefix is extended on many frames
     for row in lp:
         blank = float(row[0])
         cands = [(int(c), ALPHABET[c], float(row[c])) for c in np.flatnonzero(row[1:] > config.prune) + 1]
@@ -110,7 +111,9 @@ def ctc_beam_search(log_probs, lm: CharNgramLM | None = None, config: DecoderCon
                 new = pre + ch
                 if new not in bonus:
                     if lm is not None and lm_row is None:
-                        lm_row = lm.logprobs(pre)
+                        lm_row = rows.get(pre)
+                        if lm_row is None:
+                            lm_row = rows[pre] = lm.logprobs(pre)
                     bonus[new] = bonus[pre] + beta + (alpha * float(lm_row[c - 1]) if lm is not None else 0.0)
                 t = nxt.get(new)
                 if t is None:

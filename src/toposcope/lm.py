@@ -22,7 +22,8 @@ The model is stored as its training text plus ``order`` and ``discount`` (JSON):
 
 from __future__ import annotations
 
-from collections import Counter
+from array import array
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -39,6 +40,7 @@ LM_CHARS: tuple[str, ...] = ALPHABET[1:]
 EOS_INDEX = len(LM_CHARS)
 _EOS, _BOS = "$", "<"  # internal symbols, never in normalised text
 _VOCAB = "".join(LM_CHARS) + _EOS
+_INDEX = {ch: i for i, ch in enumerate(_VOCAB)}
 _CACHE_SIZE = 200_000  # contexts whose next-character distribution is kept
 
 
@@ -65,15 +67,15 @@ class CharNgramLM:
         if not self.texts:
             raise ValueError("no text to fit the language model on")
         n = config.order
-        counts = kneser_ney_counts((_BOS * (n - 1) + t + _EOS for t in self.texts), n)
-        # per context (length k): total count and number of distinct followers
-        self._counts = counts
-        self._total: list[Counter] = [Counter() for _ in range(n)]
-        self._types: list[Counter] = [Counter() for _ in range(n)]
-        for k, ck in enumerate(counts):
+        # per context h of length k: (its followers' LM indices as uint8 bytes, their counts as float64 bytes,
+        # N(h) the total count); T(h), the number of distinct followers, is the length of the first
+        self._follow: list[dict[str, tuple[bytes, bytes, int]]] = []
+        for ck in kneser_ney_counts((_BOS * (n - 1) + t + _EOS for t in self.texts), n):
+            pairs: defaultdict[str, list[int]] = defaultdict(list)  # h -> [index, count, index, count, ...]
             for g, c in ck.items():
-                self._total[k][g[:-1]] += c
-                self._types[k][g[:-1]] += 1
+                pairs[g[:-1]] += (_INDEX[g[-1]], c)
+            self._follow.append({h: (bytes(e[0::2]), array("d", e[1::2]).tobytes(), sum(e[1::2]))
+                                 for h, e in pairs.items()})
         self._cache: dict[str, np.ndarray] = {}
         self.meta: dict = {}
         self.path: Path | None = None  # the file it was loaded from (set by load)
@@ -112,13 +114,13 @@ class CharNgramLM:
         d = self.config.discount
         p = np.full(len(_VOCAB), 1.0 / len(_VOCAB))
         for k in range(self.config.order):
-            ctx = h[len(h) - k:] if k else ""
-            tot = self._total[k].get(ctx, 0)
-            if not tot:
+            e = self._follow[k].get(h[len(h) - k:] if k else "")
+            if e is None:
                 continue
-            ck = self._counts[k]
-            c = np.array([ck.get(ctx + v, 0) for v in _VOCAB], dtype=np.float64)
-            p = np.maximum(c - d, 0.0) / tot + d * self._types[k][ctx] / tot * p
+            ix, cs, tot = e
+            c = np.zeros(len(_VOCAB))
+            c[np.frombuffer(ix, dtype=np.uint8)] = np.frombuffer(cs, dtype=np.float64)
+            p = np.maximum(c - d, 0.0) / tot + d * len(ix) / tot * p
         return p
 
     def score(self, text: str) -> float:
