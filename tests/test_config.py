@@ -10,7 +10,7 @@ import pytest
 
 from toposcope.checkpoint import dump_toml
 from toposcope.config import (ConfigError, LayerSpec, ModelConfig, RunConfig, TrainConfig, config_from_dict,
-                              load_config, shipped_configs)
+                              load_config, merge_config_dicts, shipped_configs)
 from toposcope.grid import Grid
 
 
@@ -25,7 +25,7 @@ def test_shipped_configs_and_their_grids():
     assert all(l.get_grid() == Grid(16, 16) for l in small.model.layers if l.channels == 256)
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "small", "small-asr", "paper"])
 def test_toml_round_trip(name, tmp_path):
     cfg = load_config(name)
     p = tmp_path / "c.toml"
@@ -111,3 +111,48 @@ def test_dataclasses_validate_when_built_in_python():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().lr = 1.0  # type: ignore[misc]
     assert TrainConfig(topo_weight=1).topo_weight == 1  # an integer is a fine number
+
+
+# -- base = "NAME": a config that gives only what it changes ----------------------------------------------
+def test_merge_config_dicts_merges_tables_and_replaces_the_rest():
+    base = {"name": "a", "dropout": 0.1, "train": {"lr": 1.0, "epochs": 3}, "layers": [{"channels": 4}, {"channels": 8}]}
+    change = {"name": "b", "train": {"lr": 2.0}, "layers": [{"channels": 16}], "augment": {"enabled": False}}
+    out = merge_config_dicts(base, change)
+    assert out == {"name": "b", "dropout": 0.1, "train": {"lr": 2.0, "epochs": 3}, "layers": [{"channels": 16}],
+                   "augment": {"enabled": False}}
+    assert base["train"] == {"lr": 1.0, "epochs": 3}  # inputs untouched
+
+
+def test_small_asr_is_small_with_the_front_end_and_the_phone_head():
+    small, asr = load_config("small").to_dict(), load_config("small-asr").to_dict()
+    assert asr["name"] == "small-asr" and asr["frontend"]["channels"] == 8
+    assert asr["phone_head"]["layer"] == "conv4" and asr["phone_head"]["weight"] == 0.5
+    assert "frontend" not in small and "phone_head" not in small  # opt-in: not written when off, as in small
+    for key in set(small) - {"name", "frontend", "phone_head"}:
+        assert asr[key] == small[key], key
+
+
+def test_base_file_relative_to_the_file_and_chained(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mid.toml").write_text('base = "tiny"\n[train]\nlr = 0.5\n')
+    (tmp_path / "top.toml").write_text('base = "sub/mid.toml"\n[train]\nepochs = 7\n')
+    cfg, tiny = load_config(tmp_path / "top.toml"), load_config("tiny")
+    assert cfg.train.lr == 0.5 and cfg.train.epochs == 7 and cfg.model.name == "top"
+    assert cfg.train.batch_size == tiny.train.batch_size and cfg.model.layers == tiny.model.layers
+
+
+def test_base_errors_name_the_file(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text('base = "b.toml"\n')
+    b.write_text('base = "a.toml"\n')
+    with pytest.raises(ConfigError, match="comes back"):
+        load_config(a)
+    a.write_text("base = 3\n")
+    with pytest.raises(ConfigError, match="a.toml: base must be"):
+        load_config(a)
+    a.write_text('base = "no-such-config"\n')
+    with pytest.raises(ConfigError, match="unknown config 'no-such-config'"):
+        load_config(a)
+    a.write_text('base = "tiny"\n[train]\nlrr = 1\n')  # the merged config is still checked
+    with pytest.raises(ConfigError, match="lrr"):
+        load_config(a)

@@ -18,7 +18,7 @@ from .features import FeatureConfig
 from .grid import Grid
 
 __all__ = ["LayerSpec", "FrontendConfig", "PhoneHeadConfig", "ModelConfig", "TrainConfig", "RunConfig", "load_config",
-           "config_from_dict", "shipped_configs", "ConfigError"]
+           "config_from_dict", "merge_config_dicts", "shipped_configs", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -282,7 +282,20 @@ def shipped_configs() -> list[str]:
 
 
 def load_config(name_or_path: str | Path) -> RunConfig:
-    """A shipped config by name (``small``, ``paper``, ``tiny``) or a TOML file path."""
+    """A shipped config by name (``small``, ``paper``, ``tiny``, ...; :func:`shipped_configs`) or a TOML file path.
+
+    A file may start from another config with ``base = "NAME"`` (a shipped name or a path, relative paths
+    taken from the file's folder) and give only what changes (:func:`merge_config_dicts`), e.g.::
+
+        base = "small"
+        [frontend]
+        channels = 8
+    """
+    return config_from_dict(*_config_dict(name_or_path, ()))
+
+
+def _config_dict(name_or_path: str | Path, seen: tuple[str, ...]) -> tuple[dict, str]:
+    """The parsed TOML of a config, its ``base`` chain merged in, and where it came from."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
         if not p.exists():
@@ -304,4 +317,26 @@ def load_config(name_or_path: str | Path) -> RunConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: invalid TOML ({e})") from None
     d.setdefault("name", p.stem)
-    return config_from_dict(d, where)
+    base = d.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{where}: base must be a config name or a path, got {base!r}")
+        if where in seen:
+            raise ConfigError(f"{where}: its base chain comes back to it ({' -> '.join(seen + (where,))})")
+        target: str | Path = base
+        if base.endswith(".toml") or "/" in base:  # a file: relative to the folder of the file naming it
+            target = Path(base)
+            if not target.is_absolute() and where == str(p):
+                target = p.parent / target
+        parent, _ = _config_dict(target, seen + (where,))
+        d = merge_config_dicts(parent, d)
+    return d, where
+
+
+def merge_config_dicts(base: dict, change: dict) -> dict:
+    """``change`` over ``base`` (parsed config TOML): tables (``[train]``, ...) merge key by key, anything
+    else, ``[[layers]]`` included, is replaced whole. Neither input is modified."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in change.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

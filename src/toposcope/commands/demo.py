@@ -19,8 +19,8 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true",
                    help="40 utterances and the tiny config: a smoke test of every stage in ~3 minutes")
     p.add_argument("--config", default=None, metavar="NAME|FILE",
-                   help="config of both models (default: small; --quick: tiny), e.g. a copy of small.toml with a "
-                        "[frontend] table (docs/method.md § Front end)")
+                   help="config of both models (default: small; --quick: tiny): a shipped name, e.g. small-asr (the best "
+                        "recognizer: with --hours 3 it meets issue 14's targets; docs/usage.md), or a TOML file")
     p.add_argument("--train-minutes", type=float, default=None, metavar="M",
                    help="wall-clock cap of each of the two trainings (default: 6, --quick: 0.5)")
     p.add_argument("--hours", type=float, default=None, metavar="H",
