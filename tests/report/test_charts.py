@@ -45,3 +45,16 @@ def test_legend_rows_hold_fewer_entries_when_labels_are_long():
     # ... labels of 18 characters (~30 + 7 * 18 = 156 px each) go two to a row, so none runs into the next
     xs = legend_x(["topo valid CER xxx", "baseline valid CER", "third valid CER xx"])
     assert xs == pytest.approx([62 + 22, 62 + 22 + 178, 62 + 22], abs=0.05)
+
+
+def test_x_tick_labels_stay_inside_the_chart():
+    """The last tick sits on the right edge of the plot, 12 px from the chart's edge: its label "1500" (about
+    28 px at 11 px) is shifted left to fit, not cut; ticks away from the edges stay centred on their line."""
+    svg = svg_line_chart([{"label": "a", "x": [0, 1500], "y": [0, 1]}], title="t", xlabel="step", width=430)
+    ticks = {lab: (float(lx), float(tx)) for lx, tx, lab in re.findall(
+        r'<line x1="([\d.]+)" y1="[\d.]+" x2="[\d.]+" y2="[\d.]+" stroke="#888"/><text x="([\d.]+)" y="[\d.]+" '
+        r'text-anchor="middle">([^<]+)<', svg)}
+    assert set(ticks) == {"0", "500", "1000", "1500"}
+    line, text = ticks["1500"]
+    assert line == pytest.approx(430 - 12) and text == pytest.approx(430 - 1 - 7 * 4 / 2)
+    assert ticks["500"][0] == ticks["500"][1] and ticks["0"][0] == ticks["0"][1]

@@ -16,6 +16,9 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#9c755f", "#bab0ac")
 
 
+_CHAR_PX = 7.0  # width of a tick label's character at the report's 11 px chart font (an upper bound for digits)
+
+
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """About ``n`` round tick positions (steps 1, 2, 2.5, 5 × 10^k) covering ``[lo, hi]``."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -84,8 +87,10 @@ def svg_line_chart(series: Sequence[dict], *, title: str, xlabel: str, ylabel: s
            f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>']
     for t, lab in (xticks if xticks is not None else [(t, _tick_label(t)) for t in nice_ticks(x0, x1)]):
         if x0 <= t <= x1:
+            half = _CHAR_PX * len(str(lab)) / 2  # keep the label inside the chart: shift it, not cut it
+            tx = min(max(X(t), half + 1), width - 1 - half)
             out.append(f'<line x1="{X(t):.1f}" y1="{mt + ph}" x2="{X(t):.1f}" y2="{mt + ph + 4}" stroke="#888"/>'
-                       f'<text x="{X(t):.1f}" y="{mt + ph + 15}" text-anchor="middle">{esc(str(lab))}</text>')
+                       f'<text x="{tx:.1f}" y="{mt + ph + 15}" text-anchor="middle">{esc(str(lab))}</text>')
     if log_y:  # 1-2-5 ticks, placed in log space
         yt = [math.log10(m * 10.0 ** e) for e in range(math.floor(y0) - 1, math.ceil(y1) + 1) for m in (1, 2, 5)]
         if sum(y0 <= t <= y1 for t in yt) < 2:
