@@ -464,6 +464,22 @@ def test_new_arrays_roundtrip_and_old_files_still_load(planted_corpus, planted_m
         load_profiles(tmp_path / "bad.npz")
 
 
+def test_without_segments_keeps_the_profiles_and_drops_the_sums(planted_corpus, planted_model, tmp_path):
+    model, _, _ = planted_model
+    prof = compute_profiles(model, planted_corpus, batch_size=2, progress=False)
+    slim = prof.without_segments()
+    assert slim.segments is None and all(lp.seg_sums is None and lp.seg_counts is None for lp in slim.layers.values())
+    assert prof.segments is not None and prof["conv1"].seg_sums is not None  # the original is untouched
+    assert slim.meta["segments"] == "dropped" and slim.groups == prof.groups
+    back = load_profiles(slim.save(tmp_path / "slim.npz"))
+    z = np.load(tmp_path / "slim.npz")
+    assert not any(k.startswith("segments.") or k.endswith((".seg_sums", ".seg_counts")) for k in z.files)
+    for n in prof.layers:  # what a layout fit or a map reads is all there
+        np.testing.assert_array_equal(back[n].values, prof[n].values)
+        np.testing.assert_array_equal(back[n].counts, prof[n].counts)
+        np.testing.assert_array_equal(back[n].gram, prof[n].gram)
+
+
 def test_profile_run_writes_records_checkpoint_and_holds_the_lock(planted_corpus, planted_model, tmp_path):
     import fcntl
 

@@ -636,7 +636,9 @@ def layout_run(run_dir, data=None, *, layer: str | Iterable[str] = "all", method
     """Fit and write ``RUN/layouts/<layer>-<method>.json`` for ``layer`` (a name, a list, or ``"all"``).
 
     Unit features come from the profile ``RUN/profiles/gradnap-phone-<fit_split>.npz``, computed first
-    (on ``data``, the corpus directory) when missing or older than the checkpoint. ``grid``: ``(rows,
+    (on ``data``, the corpus directory) when missing or older than the checkpoint, and then written without
+    its per-segment sums (:meth:`~toposcope.analysis.profiles.Profiles.without_segments`: on a training split
+    they would take gigabytes, and a fit does not read them). ``grid``: ``(rows,
     cols)`` for a single layer (default: the layer's own grid size, most square). Holds the run lock.
     """
     from ..checkpoint import checkpoint_path, load_run
@@ -656,7 +658,7 @@ def layout_run(run_dir, data=None, *, layer: str | Iterable[str] = "all", method
             raise LayoutError("a grid can be given for one layer at a time (--layer L)")
         which = run.meta.get("which", checkpoint)
         name = f"gradnap-phone-{fit_split}"
-        prof = _fit_profile(run_dir, data, run, name, fit_split, which, checkpoint_path(run_dir, which),
+        prof = _fit_profile(run_dir, data, name, fit_split, which, checkpoint_path(run_dir, which),
                             batch_size=batch_size, max_utterances=max_utterances, device=device, progress=progress)
         out = {}
         for n in names:
@@ -667,7 +669,7 @@ def layout_run(run_dir, data=None, *, layer: str | Iterable[str] = "all", method
         return out
 
 
-def _fit_profile(run_dir: Path, data, run, name: str, split: str, which: str, ckpt: Path, **kw):
+def _fit_profile(run_dir: Path, data, name: str, split: str, which: str, ckpt: Path, **kw):
     from .profiles import load_profiles
 
     path = run_dir / "profiles" / f"{name}.npz"
@@ -679,23 +681,9 @@ def _fit_profile(run_dir: Path, data, run, name: str, split: str, which: str, ck
     if data is None:
         raise LayoutError(f"{path} is missing (or older than the checkpoint): pass the corpus (--data DIR) to "
                           f"compute it on the {split!r} split")
-    from . import profiles as P
+    from .profiles import profile_run
 
-    if hasattr(P, "profile_run"):
-        return P.profile_run(run_dir, data, split=split, checkpoint=which, method="gradnap", grouping="phone",
-                             name=name, batch_size=kw["batch_size"], max_utterances=kw["max_utterances"],
-                             device=kw["device"], progress=kw["progress"])
-    from ..corpus import Corpus
-
-    corpus = Corpus.load(data)
-    utts = corpus.split(split) if split != "all" else list(corpus)
-    if not utts:
-        raise LayoutError(f"{corpus.root}: split {split!r} is empty; fit the layout on another split (--fit-split)")
-    if kw["max_utterances"] > 0:
-        utts = utts[:kw["max_utterances"]]
-    prof = P.compute_profiles(run.model, corpus, utts, features=run.config.model.features, method="gradnap",
-                              grouping="phone", batch_size=kw["batch_size"], progress=kw["progress"],
-                              meta={"run": str(run_dir), "corpus": str(corpus.root), "split": split,
-                                    "checkpoint": which})
-    prof.save(path)
-    return prof
+    return profile_run(run_dir, data, split=split, checkpoint=which, method="gradnap", grouping="phone", name=name,
+                       batch_size=kw["batch_size"], max_utterances=kw["max_utterances"], device=kw["device"],
+                       progress=kw["progress"],
+                       keep_segments=False)  # a fit needs the profiles, not the S x C per-segment sums

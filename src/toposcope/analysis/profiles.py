@@ -238,6 +238,15 @@ class Profiles:
         """``(rows, cols)`` on-grid map of one group."""
         return self[layer].maps(which)[self.group_index(group)]
 
+    def without_segments(self) -> "Profiles":
+        """These profiles without the per-segment sums and their segment table (everything else shared):
+        what a layout fit or a map needs, without the part that grows with the corpus (``S x C`` per layer).
+        Such a file has no label null (``maps`` says so)."""
+        import dataclasses
+
+        layers = {n: dataclasses.replace(lp, seg_sums=None, seg_counts=None) for n, lp in self.layers.items()}
+        return dataclasses.replace(self, layers=layers, segments=None, meta={**self.meta, "segments": "dropped"})
+
     def save(self, path) -> Path:
         """Write the ``.npz`` contract atomically (temp file + rename)."""
         path = Path(path)
@@ -748,14 +757,17 @@ def pick_split(corpus, split: str | None) -> tuple[str, list]:
 def profile_run(run_dir, data, *, split: str | None = None, checkpoint: str = "best", method: str = "gradnap",
                 grouping: str = "phone", target: str = "predicted", baseline: str = "uniform", epochs: int = 0,
                 layers: Sequence[str] | None = None, batch_size: int = 8, max_utterances: int = 0,
-                name: str | None = None, device: str = "cpu", progress: bool = True) -> Profiles:
+                name: str | None = None, device: str = "cpu", progress: bool = True,
+                keep_segments: bool = True) -> Profiles:
     """Profile a trained run on a corpus split and write ``RUN/profiles/<name>.npz`` (holding the run lock).
 
     ``data``: corpus directory or :class:`toposcope.corpus.Corpus`. ``split``: ``train``/``valid``/
     ``test``/``all``, default the first non-empty of test, valid, train (``meta["split"]`` says which).
     ``checkpoint``: ``"best"`` or ``"last"`` (recorded as ``meta["checkpoint"]``). ``epochs``: ERP
     epochs of ``+-k`` layer frames (0: off; not training epochs). ``max_utterances``: only the first N
-    of the split (0: all). ``name``: file stem (default ``<method>-<grouping>``). Returns the profiles.
+    of the split (0: all). ``name``: file stem (default ``<method>-<grouping>``). ``keep_segments=False``
+    writes and returns :meth:`Profiles.without_segments` (no label null from this file; e.g. a profile that
+    only fits a layout, where the per-segment sums of a training split would be gigabytes). Returns the profiles.
     """
     from ..checkpoint import load_run
     from ..corpus import Corpus
@@ -781,5 +793,7 @@ def profile_run(run_dir, data, *, split: str | None = None, checkpoint: str = "b
         prof = compute_profiles(r.model, corpus, utts, features=r.config.model.features, method=method,
                                 grouping=grouping, target=target, baseline=baseline, epochs=epochs,
                                 layers=layers, batch_size=batch_size, progress=progress, meta=meta)
+        if not keep_segments:
+            prof = prof.without_segments()
         prof.save(profile_path(run_dir, name or profile_name(prof.method, prof.grouping)))
     return prof
