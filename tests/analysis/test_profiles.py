@@ -287,6 +287,15 @@ def test_cli_profile_and_maps(planted_corpus, planted_model, tmp_path, capsys):
     assert (run / "maps" / "conv1" / "s.png").is_file() and (run / "maps" / "conv3" / "overview.png").is_file()
     assert main(["profile", str(run), "--data", str(planted_corpus.root), "--split", "train"]) == 2
     assert "split 'train' is empty" in capsys.readouterr().err
+    # --no-segments: the same profiles, no per-segment sums, and `maps` says there is no label null
+    assert main(["profile", str(run), "--data", str(planted_corpus.root), "--no-progress", "--layers", "conv1",
+                 "--no-segments", "--name", "slim"]) == 0
+    slim = load_profiles(run / "profiles" / "slim.npz")
+    assert slim.segments is None and slim["conv1"].seg_sums is None
+    np.testing.assert_array_equal(slim["conv1"].values, prof["conv1"].values)
+    capsys.readouterr()
+    assert main(["maps", str(run), "--profile", "slim", "--permutations", "200", "--no-progress"]) == 0
+    assert "no segment table (written with --no-segments" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------------

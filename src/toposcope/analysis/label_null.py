@@ -63,12 +63,12 @@ class LabelPermutations:
 
 def segments_of(profiles) -> tuple[np.ndarray, np.ndarray]:
     """``(label (S,), speaker (S,))`` string arrays of a profile's segment table; :class:`LabelNullError`
-    when the profile has none (files written before per-segment sums, or grouping ``predicted``)."""
+    when the profile has none (``--no-segments``, files written before per-segment sums, or grouping ``predicted``)."""
     seg = getattr(profiles, "segments", None)
     if seg is None:
-        raise LabelNullError(f"profiles {getattr(profiles, 'name', '?')!r} have no segment table (written by an older "
-                             f"`toposcope profile`, or grouping 'predicted'); re-run `toposcope profile` "
-                             f"with grouping 'phone' for the label null")
+        raise LabelNullError(f"profiles {getattr(profiles, 'name', '?')!r} have no segment table (written with "
+                             f"--no-segments or for a layout fit, by an older `toposcope profile`, or grouping "
+                             f"'predicted'); re-run `toposcope profile` with grouping 'phone' for the label null")
     label = np.asarray(seg.label).astype(str)
     speaker = np.asarray(seg.speaker).astype(str)
     if label.shape != speaker.shape or label.ndim != 1:

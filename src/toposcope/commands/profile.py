@@ -36,6 +36,9 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-utterances", type=int, default=0, help="use only the first N utterances (0: all)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-segments", action="store_true",
+                   help="leave out the per-segment sums (S x C per layer, 8 bytes each: gigabytes on a large split); "
+                        "`maps` then has no label null from this file")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -47,7 +50,8 @@ def run(args) -> int:
     prof = profile_run(args.run, args.data, split=args.split, checkpoint=args.checkpoint, method=args.method,
                        grouping=args.group, target=args.target, baseline=args.baseline, epochs=args.epochs,
                        layers=args.layers, batch_size=args.batch_size, max_utterances=args.max_utterances,
-                       name=args.name, device=args.device, progress=not args.no_progress)
+                       name=args.name, device=args.device, progress=not args.no_progress,
+                       keep_segments=not args.no_segments)
     split = prof.meta["split"]
     if args.split is None and split != "test":
         print(f"note: {prof.meta['corpus']} has no test utterances; profiled the {split} split instead", file=sys.stderr)
