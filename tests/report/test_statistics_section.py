@@ -126,6 +126,20 @@ def test_findings_are_generated_from_the_numbers_with_the_control_beside(tmp_pat
     assert html.escape(again[0]) in page
 
 
+def test_a_phone_head_is_named_first_as_a_training_target(tmp_path):
+    c = ctx(tmp_path, label="topo")
+    assert not any("phone head" in s for s in statistics.findings(c.models, c.layers))  # none in tiny
+    for rd in c.models:
+        rd.config["phone_head"] = {"layer": "conv2", "weight": 0.5}
+    text = statistics.findings(c.models, c.layers)
+    assert text[0].startswith("Trained with a phone head (topo (λ = 0.01): conv2; baseline (λ = 0): conv2)")
+    assert "a training target, not a finding" in text[0] and "still isolates the regularizer" in text[0]
+    assert "1 of 3 layers: conv2" in text[1]  # the label-null sentence follows, unchanged
+    c.baseline.config.pop("phone_head")  # a baseline without the head is no control for it
+    text = statistics.findings(c.models, c.layers)
+    assert "(topo (λ = 0.01): conv2)" in text[0] and "Compare only with a λ = 0 run that has the same head" in text[0]
+
+
 def test_old_stats_without_the_new_keys_render_and_say_so(tmp_path):
     page = statistics.render(ctx(tmp_path, make=stats_old))
     assert "has no label-null test" in page and "toposcope maps RUN" in page

@@ -104,11 +104,27 @@ def _mean(xs) -> float | None:
     return sum(v) / len(v) if v else None
 
 
+def _phone_head_layer(rd: RunData) -> str:
+    """The layer of the run's ``[phone_head]`` ("" when it has none or its config is unreadable)."""
+    head = (rd.config or {}).get("phone_head") if isinstance(rd.config, dict) else None
+    return str(head.get("layer") or "") if isinstance(head, dict) else ""
+
+
 def findings(models: list[RunData], layers: list[str], alpha: float = 0.05) -> list[str]:
     """Plain-text sentences stating what the numbers show, each with its control beside it (the other run,
     or the null). Generated from ``maps/stats.json``; empty where the numbers are not there."""
     out: list[str] = []
     names = [f"{rd.label} ({rd.lambda_label})" for rd in models]
+    # 0. a phone head makes phone selectivity a training target (docs/method.md § Phone head): say so first
+    heads = [(name, _phone_head_layer(rd)) for rd, name in zip(models, names)]
+    heads = [(name, layer) for name, layer in heads if layer]
+    if heads:
+        same = len(heads) == len(models) > 1 and len({l for _, l in heads}) == 1
+        out.append("Trained with a phone head (" + "; ".join(f"{n}: {l}" for n, l in heads) + "): frame-level phone "
+                   "classification from that layer was part of the training loss, so phone selectivity at and below "
+                   "it is a training target, not a finding. "
+                   + ("Both runs have the same head, so the comparison between them still isolates the regularizer."
+                      if same else "Compare only with a λ = 0 run that has the same head."))
     # 1. label null: layers whose mean Moran's I exceeds the label null, and the share of phone-specific maps
     parts = []
     for rd, name in zip(models, names):
