@@ -147,6 +147,10 @@ def test_base_errors_name_the_file(tmp_path):
     b.write_text('base = "a.toml"\n')
     with pytest.raises(ConfigError, match="comes back"):
         load_config(a)
+    (tmp_path / "sub").mkdir()
+    a.write_text('base = "sub/../b.toml"\n')  # the same file by another path is still a cycle
+    with pytest.raises(ConfigError, match="comes back"):
+        load_config(a)
     a.write_text("base = 3\n")
     with pytest.raises(ConfigError, match="a.toml: base must be"):
         load_config(a)

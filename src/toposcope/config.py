@@ -295,9 +295,11 @@ def load_config(name_or_path: str | Path) -> RunConfig:
 
 
 def _config_dict(name_or_path: str | Path, seen: tuple[str, ...]) -> tuple[dict, str]:
-    """The parsed TOML of a config, its ``base`` chain merged in, and where it came from."""
+    """The parsed TOML of a config, its ``base`` chain merged in, and where it came from. ``seen``: the
+    configs whose base chain led here (resolved file paths, shipped names), to refuse a cycle."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    is_file = p.suffix == ".toml" or p.exists()
+    if is_file:
         if not p.exists():
             raise ConfigError(f"{p}: config file not found")
         if not p.is_file():
@@ -321,14 +323,15 @@ def _config_dict(name_or_path: str | Path, seen: tuple[str, ...]) -> tuple[dict,
     if base is not None:
         if not isinstance(base, str) or not base:
             raise ConfigError(f"{where}: base must be a config name or a path, got {base!r}")
-        if where in seen:
-            raise ConfigError(f"{where}: its base chain comes back to it ({' -> '.join(seen + (where,))})")
+        me = str(p.resolve()) if is_file else where
+        if me in seen:
+            raise ConfigError(f"{where}: its base chain comes back to it ({' -> '.join(seen + (me,))})")
         target: str | Path = base
         if base.endswith(".toml") or "/" in base:  # a file: relative to the folder of the file naming it
             target = Path(base)
-            if not target.is_absolute() and where == str(p):
+            if not target.is_absolute() and is_file:
                 target = p.parent / target
-        parent, _ = _config_dict(target, seen + (where,))
+        parent, _ = _config_dict(target, seen + (me,))
         d = merge_config_dicts(parent, d)
     return d, where
 
