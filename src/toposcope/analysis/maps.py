@@ -130,7 +130,8 @@ def _plot_layers(profiles, regions: dict, out_dir: Path, *, interpolate: bool, o
     for name, lp in profiles.layers.items():
         maps = lp.maps()
         tasks.append(dict(
-            folder=out_dir / name, maps=maps, smoothed=smooth_map(maps), regions=[regions[name][g] for g in profiles.groups],
+            folder=out_dir / name, maps=maps, smoothed=smooth_map(maps),
+            regions=[regions[name][g] for g in profiles.groups],
             files=[f"{safe_filename(g)}.png" for g in profiles.groups], labels=[label(g) for g in profiles.groups],
             titles=[f"{name} · {label(g)} · {profiles.method} (n={int(lp.counts[i])}){caption}"
                     for i, g in enumerate(profiles.groups)],
