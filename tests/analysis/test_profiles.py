@@ -483,10 +483,13 @@ def test_without_segments_keeps_the_profiles_and_drops_the_sums(planted_corpus, 
     back = load_profiles(slim.save(tmp_path / "slim.npz"))
     z = np.load(tmp_path / "slim.npz")
     assert not any(k.startswith("segments.") or k.endswith((".seg_sums", ".seg_counts")) for k in z.files)
-    for n in prof.layers:  # what a layout fit or a map reads is all there
-        np.testing.assert_array_equal(back[n].values, prof[n].values)
-        np.testing.assert_array_equal(back[n].counts, prof[n].counts)
-        np.testing.assert_array_equal(back[n].gram, prof[n].gram)
+    lean = compute_profiles(model, planted_corpus, batch_size=2, progress=False, segments=False)  # never summed
+    assert lean.segments is None and all(lp.seg_sums is None for lp in lean.layers.values())
+    for n in prof.layers:  # what a layout fit or a map reads is all there, to the bit
+        for p in (back, lean):
+            np.testing.assert_array_equal(p[n].values, prof[n].values)
+            np.testing.assert_array_equal(p[n].counts, prof[n].counts)
+            np.testing.assert_array_equal(p[n].gram, prof[n].gram)
 
 
 def test_profile_run_writes_records_checkpoint_and_holds_the_lock(planted_corpus, planted_model, tmp_path):

@@ -383,7 +383,8 @@ class ProfileAccumulator:
     their registry names). ``epochs``: ERP epochs of ``+-k`` layer frames (0: off; not training epochs).
     ``update(feats (B, n_mels, T), lengths (B,), utterances)`` runs one forward (+ one backward for
     gradient adjustments) and adds, per layer ``L``, to ``sums[L] (G_all[*W], C)`` / ``counts[L]``,
-    the per-segment sums (labellers with ``segment_rows``), the activation Gram matrix, sum and count
+    the per-segment sums (labellers with ``segment_rows``, unless ``segments=False``), the activation Gram
+    matrix, sum and count
     (float64/int64, on the model's device); :meth:`result` reduces across processes (DDP) and divides.
     Per batch, frames are summed per *unit* (a segment, or a group) by one batched matmul of the
     ``(B, C, T)`` activations with a ``(B, T, U)`` one-hot (no Python loop over frames); units are then
@@ -392,10 +393,12 @@ class ProfileAccumulator:
 
     def __init__(self, model, *, hop: int, sample_rate: int, adjustment: Adjustment | str = "gradnap",
                  target: ScoreTarget | str = "predicted", labeller: FrameLabeller | str = "phone",
-                 baseline: str = "uniform", epochs: int = 0, layers: Sequence[str] | None = None):
+                 baseline: str = "uniform", epochs: int = 0, layers: Sequence[str] | None = None,
+                 segments: bool = True):
         self.adjustment = pick(ADJUSTMENTS, adjustment, "method")
         self.target = pick(SCORE_TARGETS, target, "target")
         self.labeller = pick(LABELLERS, labeller, "grouping")
+        self.keep_segments = bool(segments) and bool(self.labeller.segment_rows)  # per-segment sums kept
         if baseline not in BASELINES:
             raise ProfileError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         if int(epochs) < 0:
@@ -500,7 +503,7 @@ class ProfileAccumulator:
         else:
             out_times, step, pred = None, 0.0, None
         labels = self.labeller.label(utterances, pred, out_len.cpu().numpy(), out_times, step)
-        first_row = self.register(utterances) if self.labeller.segment_rows else None
+        first_row = self.register(utterances) if self.keep_segments else None
         segments = labels.segments if self.k else None
         with torch.no_grad():
             for i, n in enumerate(self.layers):
@@ -599,7 +602,7 @@ class ProfileAccumulator:
 
         if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return
-        if self.labeller.segment_rows:  # every process must hold the same segment table
+        if self.keep_segments:  # every process must hold the same segment table
             key = zlib.crc32("\n".join(self._seg_rows).encode()) ^ (self.n_segments << 32)
             t = torch.tensor([key, -key], dtype=torch.int64, device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -609,7 +612,7 @@ class ProfileAccumulator:
         for n in self.layers:
             dist.all_reduce(self.sums[n])
             dist.all_reduce(self.counts[n])
-            if self.labeller.segment_rows:
+            if self.keep_segments:
                 S = self.n_segments
                 dist.all_reduce(self.seg_sums[n][:S])
                 dist.all_reduce(self.seg_counts[n][:S])
@@ -647,7 +650,7 @@ class ProfileAccumulator:
             grid = self.model.grids[n]
             extra = dict(gram=self._gram(n).cpu().numpy(), act_sum=self.act_sum[n].cpu().numpy(),
                          act_count=int(self.act_count[n]))
-            if self.labeller.segment_rows:
+            if self.keep_segments:
                 extra.update(seg_sums=self.seg_sums[n][:S].cpu().numpy(),
                              seg_counts=self.seg_counts[n][:S].cpu().numpy())
             if self.k:
@@ -673,7 +676,7 @@ class ProfileAccumulator:
         return Profiles(groups=tuple(self.all_groups[i] for i in keep), method=self.adjustment.name,
                         grouping=self.labeller.name, layers=layers, target=self.target.name,
                         baseline=self.baseline, meta=m,
-                        segments=self.segment_table() if self.labeller.segment_rows else None)
+                        segments=self.segment_table() if self.keep_segments else None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -693,15 +696,16 @@ def compute_profiles(model, corpus, utterances: Iterable | None = None, *, featu
                      method: str | Adjustment = "gradnap", grouping: str | FrameLabeller = "phone",
                      target: str | ScoreTarget = "predicted", baseline: str = "uniform", epochs: int = 0,
                      layers: Sequence[str] | None = None, batch_size: int = 8, shard: bool = True,
-                     progress: bool = True, meta: dict | None = None) -> Profiles:
+                     progress: bool = True, meta: dict | None = None, segments: bool = True) -> Profiles:
     """Profiles of every gridded layer of ``model`` over ``utterances`` (default: all of ``corpus``).
 
     ``model``: a :class:`ProfileableModel` (e.g. :class:`toposcope.model.Wav2Letter`, or a DDP-wrapped
     one); run in eval mode (restored afterwards). ``features``: the :class:`FeatureConfig` (default
     ``model.cfg.features``). ``method``/``grouping``/``target``: names in :data:`ADJUSTMENTS`,
     :data:`LABELLERS`, :data:`SCORE_TARGETS` (or such objects). ``epochs``: ERP epochs of ``+-k`` layer
-    frames around each segment centre (0: off; not training epochs). Returns :class:`Profiles`; see the
-    module docstring for the maths.
+    frames around each segment centre (0: off; not training epochs). ``segments=False``: no per-segment sums
+    (``S x C`` float64 per layer, held in memory during the pass; nothing else changes). Returns
+    :class:`Profiles`; see the module docstring for the maths.
     """
     from tqdm.auto import tqdm
 
@@ -715,8 +719,9 @@ def compute_profiles(model, corpus, utterances: Iterable | None = None, *, featu
     if not utts:
         raise ProfileError("no utterances to profile")
     acc = ProfileAccumulator(base, hop=features.hop, sample_rate=features.sample_rate, adjustment=method,
-                             target=target, labeller=grouping, baseline=baseline, epochs=epochs, layers=layers)
-    if acc.labeller.segment_rows:
+                             target=target, labeller=grouping, baseline=baseline, epochs=epochs, layers=layers,
+                             segments=segments)
+    if acc.keep_segments:
         acc.register(utts)  # the full list, before sharding: the same segment table in every process
     import torch.distributed as dist
 
@@ -792,7 +797,8 @@ def profile_run(run_dir, data, *, split: str | None = None, checkpoint: str = "b
                 "checkpoint_path": r.meta.get("checkpoint")}
         prof = compute_profiles(r.model, corpus, utts, features=r.config.model.features, method=method,
                                 grouping=grouping, target=target, baseline=baseline, epochs=epochs,
-                                layers=layers, batch_size=batch_size, progress=progress, meta=meta)
+                                layers=layers, batch_size=batch_size, progress=progress, meta=meta,
+                                segments=keep_segments)
         if not keep_segments:
             prof = prof.without_segments()
         prof.save(profile_path(run_dir, name or profile_name(prof.method, prof.grouping)))
