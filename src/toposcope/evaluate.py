@@ -199,4 +199,3 @@ def format_table(result: dict) -> str:
         d = lm["decoder"]
         lines.append(f"LM: beam {d['beam']}, alpha {d['alpha']:g}, beta {d['beta']:g}, " + describe_lm(lm.get("lm")))
     return "\n".join(lines)
-

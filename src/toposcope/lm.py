@@ -32,7 +32,7 @@ import numpy as np
 
 from .text import ALPHABET, normalize_text
 
-__all__ = ["LMConfig", "CharNgramLM", "lm_texts", "lm_for_corpus", "held_out_ngrams", "word_ngrams", "kneser_ney_counts", "LM_CHARS", "EOS_INDEX"]
+__all__ = ["LMConfig", "CharNgramLM", "lm_texts", "lm_for_corpus", "held_out_ngrams", "word_ngrams", "kneser_ney_counts", "context_followers", "LM_CHARS", "EOS_INDEX"]
 
 #: The LM's vocabulary: the CTC alphabet without the blank (class ``i`` of the model is LM index
 #: ``i - 1``), then the end-of-sentence symbol.
@@ -69,13 +69,10 @@ class CharNgramLM:
         n = config.order
         # per context h of length k: (its followers' LM indices as uint8 bytes, their counts as float64 bytes,
         # N(h) the total count); T(h), the number of distinct followers, is the length of the first
-        self._follow: list[dict[str, tuple[bytes, bytes, int]]] = []
-        for ck in kneser_ney_counts((_BOS * (n - 1) + t + _EOS for t in self.texts), n):
-            pairs: defaultdict[str, list[int]] = defaultdict(list)  # h -> [index, count, index, count, ...]
-            for g, c in ck.items():
-                pairs[g[:-1]] += (_INDEX[g[-1]], c)
-            self._follow.append({h: (bytes(e[0::2]), array("d", e[1::2]).tobytes(), sum(e[1::2]))
-                                 for h, e in pairs.items()})
+        self._follow: list[dict[str, tuple[bytes, bytes, int]]] = [
+            {h: (bytes(_INDEX[c] for c in f), array("d", f.values()).tobytes(), sum(f.values()))
+             for h, f in context_followers(ck).items()}
+            for ck in kneser_ney_counts((_BOS * (n - 1) + t + _EOS for t in self.texts), n)]
         self._cache: dict[str, np.ndarray] = {}
         self.meta: dict = {}
         self.path: Path | None = None  # the file it was loaded from (set by load)
@@ -182,6 +179,15 @@ def kneser_ney_counts(padded: Iterable[Sequence], n: int) -> list[Counter]:
         for g in counts[k]:
             counts[k - 1][g[1:]] += 1  # one more distinct left extension of g[1:]
     return counts
+
+
+def context_followers(counts: Counter) -> dict:
+    """``{context: {symbol: count}}`` of one order of :func:`kneser_ney_counts`: each n-gram split into its
+    context (all but the last symbol) and the symbol that follows it, in the order the counts hold them."""
+    out: defaultdict = defaultdict(dict)
+    for g, c in counts.items():
+        out[g[:-1]][g[-1]] = c
+    return dict(out)
 
 
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:

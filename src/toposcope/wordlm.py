@@ -32,14 +32,14 @@ word LM and a lexicon; this one keeps unknown words possible through the charact
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .lm import EOS_INDEX, LM_CHARS, CharNgramLM, kneser_ney_counts
+from .lm import EOS_INDEX, LM_CHARS, CharNgramLM, context_followers, kneser_ney_counts
 
-__all__ = ["WordLMConfig", "WordNgramLM", "decoding_lm", "describe_lm"]
+__all__ = ["WordLMConfig", "WordNgramLM", "decoding_lm", "describe_lm", "lexicon"]
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 _SPACE = LM_CHARS.index(" ")
@@ -77,15 +77,10 @@ class WordNgramLM:
         n, d = config.order, config.discount
         counts = kneser_ney_counts(((BOS,) * (n - 1) + tuple(t.split()) + (EOS,) for t in chars.texts), n)
         # _follow[k][context of k words] = {word: count}; _total[k][context] = sum of those counts
-        self._follow: list[dict] = [defaultdict(dict) for _ in range(n)]
-        self._total: list[Counter] = [Counter() for _ in range(n)]
-        for k, ck in enumerate(counts):
-            for g, c in ck.items():
-                self._follow[k][g[:-1]][g[-1]] = c
-                self._total[k][g[:-1]] += c
-        self._follow = [dict(f) for f in self._follow]
+        self._follow: list[dict] = [context_followers(ck) for ck in counts]
+        self._total: list[dict] = [{h: sum(f.values()) for h, f in fk.items()} for fk in self._follow]
         unigrams = self._follow[0][()]
-        self.lexicon: frozenset[str] = frozenset(w for w in unigrams if w != EOS)
+        self.lexicon: frozenset[str] = lexicon(chars.texts)  # = the words of the unigrams, </s> aside
         self._uniform = 1.0 / (len(self.lexicon) + 1)  # the lexicon and </s>
         # order-1 masses of every lexicon prefix (p -> M_1(p)) and the trie's children (p -> next letters)
         n0, g0 = self._total[0][()], d * len(unigrams) / self._total[0][()]
@@ -252,6 +247,11 @@ class WordNgramLM:
 
         t = normalize_text(text)
         return sum(float(self.logprobs(t[:i])[_INDEX[ch]]) for i, ch in enumerate(t)) + self.end_logprob(t)
+
+
+def lexicon(texts) -> frozenset[str]:
+    """The words of normalised ``texts`` (a :class:`WordNgramLM`'s lexicon, for the character LM's ``texts``)."""
+    return frozenset(w for t in texts for w in t.split())
 
 
 def decoding_lm(lm, config: WordLMConfig | None = WordLMConfig()):

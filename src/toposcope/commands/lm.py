@@ -31,6 +31,7 @@ def run(args) -> int:
     from ..corpus import Corpus
     from ..lm import LMConfig, lm_for_corpus
     from ..text import normalize_text
+    from ..wordlm import lexicon as word_lexicon
 
     extra = []
     for f in args.text:
@@ -44,7 +45,7 @@ def run(args) -> int:
     m = lm.meta
     print(f"{len(lm.texts)} sentences ({', '.join(m['sources'])}): train {m['train']}, other {m['extra']}; "
           f"left out as valid/test sentences {m['dropped_exact']}, as near duplicates {m['dropped_ngram']}")
-    lexicon = {w for t in lm.texts for w in t.split()}
+    lexicon = word_lexicon(lm.texts)
     print(f"  lexicon (the word LM's words, `evaluate --words`): {len(lexicon)} words")
     for split in ("valid", "test"):
         refs = [normalize_text(u.text) for u in corpus.split(split)]
