@@ -113,7 +113,8 @@ def main(argv=None) -> int:
         for x, y, k in itertools.product(al.split(","), be.split(","), a.beam.split(",")):
             grid.append((row("valid", "grid", lm_, DecoderConfig(beam=int(k), alpha=float(x), beta=float(y))), wc))
     best, best_wc = min(grid, key=lambda g: g[0]["cer"] + g[0]["wer"])
-    chars = [g for g in grid if g[1] is None]
+    chars = [g[0] for g in grid if g[1] is None]
+    best_chars = min(chars, key=lambda r: r["cer"] + r["wer"]) if chars else None  # the word LM's control
     chosen = DecoderConfig(**best["decoder"])
     lm_best, lm_train_best = decoding_lm(lm, best_wc), decoding_lm(lm_train, best_wc)
     for split in ("valid", "test"):
@@ -122,9 +123,8 @@ def main(argv=None) -> int:
         row(split, "beam, no LM (alpha 0, beta 0)", None, DecoderConfig(beam=chosen.beam, alpha=0.0, beta=0.0))
         row(split, "beam 16 + LM", lm_best, DecoderConfig(beam=16, alpha=chosen.alpha, beta=chosen.beta))
         row(split, "beam + LM, train text only", lm_train_best, chosen)
-        if best_wc is not None and chars:
-            c = min(chars, key=lambda g: g[0]["cer"] + g[0]["wer"])[0]
-            row(split, "beam + character LM alone (best on valid)", lm, DecoderConfig(**c["decoder"]))
+        if best_wc is not None and best_chars is not None:
+            row(split, "beam + character LM alone (best on valid)", lm, DecoderConfig(**best_chars["decoder"]))
         row(split, "beam + LM (chosen on valid)", lm_best, chosen)
     ov = {s: overlap(lm, splits[s][0]) for s in splits}
     ov_train = {s: overlap(lm_train, splits[s][0]) for s in splits}
