@@ -291,7 +291,7 @@ def test_cli_profile_and_maps(planted_corpus, planted_model, tmp_path, capsys):
     assert main(["profile", str(run), "--data", str(planted_corpus.root), "--no-progress", "--layers", "conv1",
                  "--no-segments", "--name", "slim"]) == 0
     slim = load_profiles(run / "profiles" / "slim.npz")
-    assert slim.segments is None and slim["conv1"].seg_sums is None
+    assert slim.segments is None and slim["conv1"].seg_sums is None and slim.meta["segments"] == "dropped"
     np.testing.assert_array_equal(slim["conv1"].values, prof["conv1"].values)
     capsys.readouterr()
     assert main(["maps", str(run), "--profile", "slim", "--permutations", "200", "--no-progress"]) == 0
@@ -473,18 +473,15 @@ def test_new_arrays_roundtrip_and_old_files_still_load(planted_corpus, planted_m
         load_profiles(tmp_path / "bad.npz")
 
 
-def test_without_segments_keeps_the_profiles_and_drops_the_sums(planted_corpus, planted_model, tmp_path):
+def test_profiles_without_segments_keep_the_rest_to_the_bit(planted_corpus, planted_model, tmp_path):
     model, _, _ = planted_model
     prof = compute_profiles(model, planted_corpus, batch_size=2, progress=False)
-    slim = prof.without_segments()
-    assert slim.segments is None and all(lp.seg_sums is None and lp.seg_counts is None for lp in slim.layers.values())
-    assert prof.segments is not None and prof["conv1"].seg_sums is not None  # the original is untouched
-    assert slim.meta["segments"] == "dropped" and slim.groups == prof.groups
-    back = load_profiles(slim.save(tmp_path / "slim.npz"))
+    lean = compute_profiles(model, planted_corpus, batch_size=2, progress=False, segments=False)  # never summed
+    assert lean.segments is None and all(lp.seg_sums is None and lp.seg_counts is None for lp in lean.layers.values())
+    assert prof.segments is not None and prof["conv1"].seg_sums is not None and lean.groups == prof.groups
+    back = load_profiles(lean.save(tmp_path / "slim.npz"))
     z = np.load(tmp_path / "slim.npz")
     assert not any(k.startswith("segments.") or k.endswith((".seg_sums", ".seg_counts")) for k in z.files)
-    lean = compute_profiles(model, planted_corpus, batch_size=2, progress=False, segments=False)  # never summed
-    assert lean.segments is None and all(lp.seg_sums is None for lp in lean.layers.values())
     for n in prof.layers:  # what a layout fit or a map reads is all there, to the bit
         for p in (back, lean):
             np.testing.assert_array_equal(p[n].values, prof[n].values)

@@ -636,9 +636,9 @@ def layout_run(run_dir, data=None, *, layer: str | Iterable[str] = "all", method
     """Fit and write ``RUN/layouts/<layer>-<method>.json`` for ``layer`` (a name, a list, or ``"all"``).
 
     Unit features come from the profile ``RUN/profiles/gradnap-phone-<fit_split>.npz``, computed first
-    (on ``data``, the corpus directory) when missing or older than the checkpoint, and then written without
-    its per-segment sums (:meth:`~toposcope.analysis.profiles.Profiles.without_segments`: on a training split
-    they would take gigabytes, and a fit does not read them). ``grid``: ``(rows,
+    (on ``data``, the corpus directory) when missing or older than the checkpoint, without per-segment sums
+    (``profile_run(keep_segments=False)``: on a training split they would take gigabytes, and a fit does not
+    read them). ``grid``: ``(rows,
     cols)`` for a single layer (default: the layer's own grid size, most square). Holds the run lock.
     """
     from ..checkpoint import checkpoint_path, load_run

@@ -238,15 +238,6 @@ class Profiles:
         """``(rows, cols)`` on-grid map of one group."""
         return self[layer].maps(which)[self.group_index(group)]
 
-    def without_segments(self) -> "Profiles":
-        """These profiles without the per-segment sums and their segment table (everything else shared):
-        what a layout fit or a map needs, without the part that grows with the corpus (``S x C`` per layer).
-        Such a file has no label null (``maps`` says so)."""
-        import dataclasses
-
-        layers = {n: dataclasses.replace(lp, seg_sums=None, seg_counts=None) for n, lp in self.layers.items()}
-        return dataclasses.replace(self, layers=layers, segments=None, meta={**self.meta, "segments": "dropped"})
-
     def save(self, path) -> Path:
         """Write the ``.npz`` contract atomically (temp file + rename)."""
         path = Path(path)
@@ -771,8 +762,9 @@ def profile_run(run_dir, data, *, split: str | None = None, checkpoint: str = "b
     ``checkpoint``: ``"best"`` or ``"last"`` (recorded as ``meta["checkpoint"]``). ``epochs``: ERP
     epochs of ``+-k`` layer frames (0: off; not training epochs). ``max_utterances``: only the first N
     of the split (0: all). ``name``: file stem (default ``<method>-<grouping>``). ``keep_segments=False``
-    writes and returns :meth:`Profiles.without_segments` (no label null from this file; e.g. a profile that
-    only fits a layout, where the per-segment sums of a training split would be gigabytes). Returns the profiles.
+    computes, writes and returns them without per-segment sums (``compute_profiles(segments=False)``,
+    ``meta["segments"] = "dropped"``; no label null from this file; e.g. a profile that only fits a layout,
+    where the per-segment sums of a training split would be gigabytes). Returns the profiles.
     """
     from ..checkpoint import load_run
     from ..corpus import Corpus
@@ -794,12 +786,10 @@ def profile_run(run_dir, data, *, split: str | None = None, checkpoint: str = "b
             utts = utts[:max_utterances]
         meta = {"run": str(run_dir), "corpus": str(corpus.root), "split": split_name,
                 "split_requested": split, "checkpoint": checkpoint,
-                "checkpoint_path": r.meta.get("checkpoint")}
+                "checkpoint_path": r.meta.get("checkpoint"), **({} if keep_segments else {"segments": "dropped"})}
         prof = compute_profiles(r.model, corpus, utts, features=r.config.model.features, method=method,
                                 grouping=grouping, target=target, baseline=baseline, epochs=epochs,
                                 layers=layers, batch_size=batch_size, progress=progress, meta=meta,
                                 segments=keep_segments)
-        if not keep_segments:
-            prof = prof.without_segments()
         prof.save(profile_path(run_dir, name or profile_name(prof.method, prof.grouping)))
     return prof
