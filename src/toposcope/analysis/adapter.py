@@ -355,7 +355,7 @@ def profile_module(module: nn.Module, layers: Mapping[str, nn.Module | str | Sit
                             output_layout=output_layout, geometry=geometry)
     acc = P.ProfileAccumulator(adapter, hop=hop, sample_rate=sample_rate, adjustment=method, target=target,
                                labeller=grouping, baseline=baseline, epochs=epochs)
-    if getattr(getattr(acc, "labeller", None), "segment_rows", False):
+    if acc.keep_segments:  # as compute_profiles: the segment table before any batch
         acc.register(order)
     was = module.training
     module.eval()

@@ -375,8 +375,8 @@ class ProfileAccumulator:
     ``update(feats (B, n_mels, T), lengths (B,), utterances)`` runs one forward (+ one backward for
     gradient adjustments) and adds, per layer ``L``, to ``sums[L] (G_all[*W], C)`` / ``counts[L]``,
     the per-segment sums (labellers with ``segment_rows``, unless ``segments=False``), the activation Gram
-    matrix, sum and count
-    (float64/int64, on the model's device); :meth:`result` reduces across processes (DDP) and divides.
+    matrix, sum and count (float64/int64, on the model's device); :meth:`result` reduces across processes
+    (DDP) and divides.
     Per batch, frames are summed per *unit* (a segment, or a group) by one batched matmul of the
     ``(B, C, T)`` activations with a ``(B, T, U)`` one-hot (no Python loop over frames); units are then
     added to their groups and segment rows.
