@@ -106,7 +106,7 @@ def _mean(xs) -> float | None:
 
 def _phone_head_layer(rd: RunData) -> str:
     """The layer of the run's ``[phone_head]`` ("" when it has none or its config is unreadable)."""
-    head = (rd.config or {}).get("phone_head") if isinstance(rd.config, dict) else None
+    head = rd.config.get("phone_head") if isinstance(rd.config, dict) else None
     return str(head.get("layer") or "") if isinstance(head, dict) else ""
 
 
