@@ -88,11 +88,13 @@ def test_demo_cli_passes_the_corpus_size(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(toposcope.demo, "run_demo", lambda out, demo_plan, **kw: seen.append(demo_plan))
     assert main(["demo", "--out", str(tmp_path / "d"), "--hours", "3", "--train-minutes", "5"]) == 0
     assert seen[-1].hours == 3.0 and seen[-1].utterances is None and seen[-1].train_minutes == 5.0
-    assert seen[-1].config == "small"
+    assert seen[-1].config == "small-asr"
     assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--hours", "0.1"]) == 0
     assert seen[-1].hours == 0.1 and seen[-1].utterances is None and seen[-1].config == "tiny"
+    assert main(["demo", "--out", str(tmp_path / "d"), "--config", "small", "--hours", "2"]) == 0
+    assert seen[-1].config == "small" and seen[-1].hours == 2.0  # the seed's plain 1-D network, the old demo
     assert main(["demo", "--out", str(tmp_path / "d"), "--hours", "-1"]) == 2
-    assert "--hours must be > 0" in capsys.readouterr().err and len(seen) == 2
+    assert "--hours must be > 0" in capsys.readouterr().err and len(seen) == 3
 
 
 def test_demo_plan_sizes():
@@ -100,7 +102,7 @@ def test_demo_plan_sizes():
 
     q, full = plan(True), plan(False)
     assert q.config == "tiny" and q.utterances and q.utterances <= 60
-    assert full.config == "small" and full.hours >= 1.0
+    assert full.config == "small-asr" and full.hours == 3.0  # issue 14's recipe (docs/benchmarks/training.md)
     assert 2 * full.train_minutes <= 12  # the two trainings leave room for the rest in 20 minutes
 
 

@@ -6,7 +6,7 @@ import sys
 
 HELP = "the whole pipeline on the embedded synthetic corpus, ending in one HTML report"
 DESCRIPTION = (
-    "Synthesize the default corpus (~2 h), train the `small` topographic model and a λ = 0 baseline, evaluate "
+    "Synthesize the default corpus (~3 h), train the `small-asr` topographic model and a λ = 0 baseline, evaluate "
     "both, compute GradNAPs, maps and their statistics (label and position nulls) for both, optimal inputs for the topographic model, and write "
     "DIR/report.html. Each stage is skipped when its outputs exist, so re-running resumes. --quick runs the "
     "same pipeline on a tiny corpus and the `tiny` config in a few minutes."
@@ -19,12 +19,13 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true",
                    help="40 utterances and the tiny config: a smoke test of every stage in ~3 minutes")
     p.add_argument("--config", default=None, metavar="NAME|FILE",
-                   help="config of both models (default: small; --quick: tiny): a shipped name, e.g. small-asr (the best "
-                        "recognizer: with --hours 3 it meets issue 14's targets; docs/usage.md), or a TOML file")
+                   help="config of both models (default: small-asr, the seed's network with a 2-D front end and a "
+                        "phone head on conv4; --quick: tiny): a shipped name, e.g. small (the seed's plain 1-D "
+                        "network; docs/usage.md), or a TOML file")
     p.add_argument("--train-minutes", type=float, default=None, metavar="M",
                    help="wall-clock cap of each of the two trainings (default: 6, --quick: 0.5)")
     p.add_argument("--hours", type=float, default=None, metavar="H",
-                   help="hours of synthetic speech (default: 2; --quick: 40 utterances). An existing DIR/corpus "
+                   help="hours of synthetic speech (default: 3; --quick: 40 utterances). An existing DIR/corpus "
                         "is reused as it is")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="synthesis worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines are still printed)")
