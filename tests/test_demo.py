@@ -201,7 +201,8 @@ def test_demo_refuses_runs_of_another_config_and_the_cli_takes_one(tiny_run, tmp
     shutil.copytree(tiny_run, runs / "topo", ignore=shutil.ignore_patterns(".lock", "checkpoints"))
     q = demo.plan(True)  # config "tiny", as tiny_run
     demo._check_existing_runs(q, (runs / "topo", runs / "baseline"))  # same model: fine (no baseline yet: fine)
-    with pytest.raises(demo.DemoError, match="holds a model of another config .'tiny'. than this demo's 'small'"):
+    with pytest.raises(demo.DemoError, match="holds a model of another config .'tiny'. than this demo's 'small'.*"
+                                             "continue those runs with --config tiny"):
         demo._check_existing_runs(dataclasses.replace(q, config="small"), (runs / "topo",))
     # a TOML of the same model under another name is the same model
     same = tmp_path / "mytiny.toml"

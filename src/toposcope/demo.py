@@ -299,7 +299,9 @@ def _check_existing_runs(p: DemoPlan, run_dirs) -> None:
             have = read_run_config(r).model
             if dataclasses.replace(have, name=want.name) != want:  # the name is the file's stem: not compared
                 raise DemoError(f"{r} holds a model of another config ({have.name!r}) than this demo's "
-                                f"{p.config!r}: give another --out, or remove {r}")
+                                f"{p.config!r}: give another --out, remove {r}, or continue those runs with "
+                                f"--config {have.name} or the file of that name (the full demo's default was `small` on 2 h until "
+                                f"2026-11-26, `small-asr` on 3 h since)")
 
 
 def _loadavg() -> float | None:
