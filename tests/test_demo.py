@@ -88,11 +88,12 @@ def test_demo_cli_passes_the_corpus_size(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(toposcope.demo, "run_demo", lambda out, demo_plan, **kw: seen.append(demo_plan))
     assert main(["demo", "--out", str(tmp_path / "d"), "--hours", "3", "--train-minutes", "5"]) == 0
     assert seen[-1].hours == 3.0 and seen[-1].utterances is None and seen[-1].train_minutes == 5.0
-    assert seen[-1].config == "small-asr"
+    assert seen[-1].config == "small-asr" and seen[-1].side_by_side
     assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--hours", "0.1"]) == 0
     assert seen[-1].hours == 0.1 and seen[-1].utterances is None and seen[-1].config == "tiny"
-    assert main(["demo", "--out", str(tmp_path / "d"), "--config", "small", "--hours", "2"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "d"), "--config", "small", "--hours", "2", "--one-after-the-other"]) == 0
     assert seen[-1].config == "small" and seen[-1].hours == 2.0  # the seed's plain 1-D network, the old demo
+    assert not seen[-1].side_by_side
     assert main(["demo", "--out", str(tmp_path / "d"), "--hours", "-1"]) == 2
     assert "--hours must be > 0" in capsys.readouterr().err and len(seen) == 3
 
@@ -103,6 +104,7 @@ def test_demo_plan_sizes():
     q, full = plan(True), plan(False)
     assert q.config == "tiny" and q.utterances and q.utterances <= 60
     assert full.config == "small-asr" and full.hours == 3.0  # issue 14's recipe (docs/benchmarks/training.md)
+    assert full.side_by_side and not q.side_by_side
     assert 2 * full.train_minutes <= 12  # the two trainings leave room for the rest in 20 minutes
 
 
@@ -215,3 +217,28 @@ def test_demo_refuses_runs_of_another_config_and_the_cli_takes_one(tiny_run, tmp
     monkeypatch.setattr(demo, "run_demo", lambda out, demo_plan, **kw: seen.setdefault("plan", demo_plan))
     assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--config", str(same)]) == 0
     assert seen["plan"].config == str(same) and seen["plan"].quick
+
+
+@pytest.mark.slow
+def test_side_by_side_trains_both_models_at_once_on_one_thread_each(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from toposcope.checkpoint import read_run_config
+    from toposcope.demo import _training_finished, plan, stages
+
+    p = dataclasses.replace(plan(True), side_by_side=True, train_minutes=0.25)
+    st = {s.name: s for s in stages(tmp_path, p, progress=False, log=lambda m: None)}
+    st["corpus"].run()
+    threads = torch.get_num_threads()
+    st["train topo"].run()  # trains both
+    assert torch.get_num_threads() == threads  # restored
+    runs = tmp_path / "runs"
+    assert _training_finished(runs / "topo") and _training_finished(runs / "baseline")
+    assert st["train baseline"].done()  # so the demo skips it
+    for run, lam in (("topo", read_run_config(runs / "topo").train.topo_weight), ("baseline", 0.0)):
+        cfg = read_run_config(runs / run)
+        assert cfg.train.topo_weight == lam and cfg.train.max_minutes == 0.5  # twice the cap: one thread each
+    assert read_run_config(runs / "topo").train.topo_weight > 0
+    assert "beside it (one thread and 0.5 minutes each)" in st["train topo"].what

@@ -55,6 +55,11 @@ class DemoPlan:
     map_plots: tuple[bool, bool] = (True, False)  # PNG maps for (topo, baseline); the report draws its own
     profile_split: str = "test"
     seed: int = 0
+    # Train the topographic model and the baseline at the same time, one CPU thread and 2 × train_minutes of wall
+    # clock each: the same core-minutes per model and the same wall time as one after the other on two threads,
+    # but 15-17 % more steps, since two threads on one model run at 75 % of twice one thread's speed
+    # (docs/benchmarks/training.md § The two trainings side by side).
+    side_by_side: bool = False
 
     def __post_init__(self):
         if not (self.train_minutes > 0):
@@ -84,7 +89,7 @@ def plan(quick: bool = False) -> DemoPlan:
     # trainings on 2 cores; docs/benchmarks/training.md § Recipe sweep, round 7). The seed's plain 1-D network
     # is `--config small` (with `--hours 2`, the demo before that change).
     return DemoPlan(quick=False, config="small-asr", utterances=None, hours=3.0, train_minutes=6.0, epochs=None,
-                    topo_weight=None, optimize_groups=3)
+                    topo_weight=None, optimize_groups=3, side_by_side=True)
 
 
 def _say(msg: str) -> None:
@@ -147,17 +152,56 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
             f"(train {s['splits']['train']['utterances']}, valid {s['splits']['valid']['utterances']}, "
             f"test {s['splits']['test']['utterances']})")
 
+    def train_kwargs(run_dir: Path, weight: float | None, minutes: float) -> dict:
+        resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        if resume:
+            log(f"resuming the interrupted training in {run_dir}")
+        return dict(out=str(run_dir), config=None if resume else p.config, topo_weight=weight, epochs=p.epochs,
+                    max_minutes=minutes, resume=resume, seed=p.seed)
+
     def train(run_dir: Path, weight: float | None) -> Callable[[], None]:
         def go() -> None:
-            resume = (run_dir / "checkpoints" / "last.pt").is_file()
-            if resume:
-                log(f"resuming the interrupted training in {run_dir}")
-            res = train_run(Corpus.load(corpus_dir), run_dir, config=None if resume else p.config,
-                            topo_weight=weight, epochs=p.epochs, max_minutes=p.train_minutes, resume=resume,
-                            seed=p.seed, progress=progress)
+            if not p.side_by_side:
+                res = train_run(Corpus.load(corpus_dir), progress=progress,
+                                **train_kwargs(run_dir, weight, p.train_minutes))
+            elif run_dir == topo_dir and not _training_finished(base_dir):
+                return train_side_by_side(2 * p.train_minutes)
+            else:  # the other one is done (a resumed demo): this one alone, still on one thread
+                import torch
+
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    res = train_run(Corpus.load(corpus_dir), progress=progress,
+                                    **train_kwargs(run_dir, weight, 2 * p.train_minutes))
+                finally:
+                    torch.set_num_threads(threads)
             if res.get("stopped") == "interrupted":
                 raise KeyboardInterrupt
         return go
+
+    def train_side_by_side(minutes: float) -> None:
+        """The topographic model here and the baseline in a spawned process, one thread each (``side_by_side``)."""
+        import multiprocessing as mp
+
+        import torch
+
+        from .data import extract_features
+
+        extract_features(corpus_dir, p.config, progress=progress)  # once, before two processes read the cache
+        base_kw = train_kwargs(base_dir, 0.0, minutes)
+        topo_kw = train_kwargs(topo_dir, p.topo_weight, minutes)
+        threads = torch.get_num_threads()
+        with mp.get_context("spawn").Pool(1) as pool:
+            baseline = pool.apply_async(_train_one_thread, (str(corpus_dir), base_kw))
+            torch.set_num_threads(1)
+            try:  # Ctrl-C reaches both processes; each saves checkpoints/last.pt and stops
+                topo = train_run(Corpus.load(corpus_dir), progress=progress, **topo_kw)
+            finally:
+                torch.set_num_threads(threads)
+                stopped = baseline.get()  # waits for the baseline; re-raises its error
+        if "interrupted" in (topo.get("stopped"), stopped):
+            raise KeyboardInterrupt
 
     def language_model() -> None:
         from .lm import lm_for_corpus
@@ -213,7 +257,9 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
         Stage("corpus", lambda: (corpus_dir / "manifest.jsonl").is_file(), corpus_stage,
               f"synthesizing {size} of speech with Festival, Flite and espeak-ng voices into {corpus_dir}"),
         Stage("train topo", lambda: _training_finished(topo_dir), train(topo_dir, p.topo_weight),
-              f"training the topographic model into {topo_dir}"),
+              f"training the topographic model into {topo_dir}"
+              + (f", and the λ = 0 baseline into {base_dir} beside it (one thread and {2 * p.train_minutes:g} minutes "
+                 "each)" if p.side_by_side else "")),
         Stage("train baseline", lambda: _training_finished(base_dir), train(base_dir, 0.0),
               f"training the λ = 0 baseline into {base_dir}"),
         Stage("lm", lm_path.is_file, language_model,
@@ -253,8 +299,9 @@ def run_demo(out="toposcope-demo", *, quick: bool = False, progress: bool = True
     timings: dict[str, float | str] = {}
     load_start = _loadavg()
     todo = stages(out, p, progress=progress, jobs=jobs, log=log)
-    log(f"{'quick ' if p.quick else ''}demo into {out.resolve()} (config {p.config!r}, training capped at "
-        f"{p.train_minutes:g} min per model)")
+    cap = (f"the two trainings side by side, one thread and {2 * p.train_minutes:g} min each" if p.side_by_side
+           else f"training capped at {p.train_minutes:g} min per model")
+    log(f"{'quick ' if p.quick else ''}demo into {out.resolve()} (config {p.config!r}, {cap})")
     t_all = time.monotonic()
     for k, st in enumerate(todo, 1):
         tag = f"[{k}/{len(todo)}] {st.name}"
@@ -302,6 +349,18 @@ def _check_existing_runs(p: DemoPlan, run_dirs) -> None:
                                 f"{p.config!r}: give another --out, remove {r}, or continue those runs with "
                                 f"--config {have.name} or the file of that name (the full demo's default was `small` on 2 h until "
                                 f"2026-11-26, `small-asr` on 3 h since)")
+
+
+def _train_one_thread(corpus_dir: str, kwargs: dict) -> str | None:
+    """One training on one torch thread, no progress bar (the baseline of ``side_by_side``, in a spawned
+    process); returns why it stopped."""
+    import torch
+
+    from .corpus import Corpus
+    from .train import train
+
+    torch.set_num_threads(1)
+    return train(Corpus.load(corpus_dir), progress=False, **kwargs).get("stopped")
 
 
 def _loadavg() -> float | None:
