@@ -220,8 +220,10 @@ def test_demo_refuses_runs_of_another_config_and_the_cli_takes_one(tiny_run, tmp
 
 
 @pytest.mark.slow
-def test_side_by_side_trains_both_models_at_once_on_one_thread_each(tmp_path):
+def test_side_by_side_trains_both_models_at_once_on_one_thread_each(tmp_path, monkeypatch):
     import dataclasses
+
+    monkeypatch.setenv("TOPOSCOPE_DATA_WORKERS", "1")  # as on the full corpus: the spawned training has workers too
 
     import torch
 

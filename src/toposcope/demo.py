@@ -3,8 +3,9 @@
 The demo is a list of :class:`Stage` s (:func:`stages`), each calling library functions (never the CLI)::
 
     corpus          DIR/corpus/                     synthesize the default corpus (~3 h; --quick: 40 utterances)
-    train topo      DIR/runs/topo/                  the topographic model (config ``small-asr``; --quick: ``tiny``)
-    train baseline  DIR/runs/baseline/              the same with λ = 0
+    train topo      DIR/runs/topo/                  the topographic model (config ``small-asr``; --quick: ``tiny``);
+                                                    the full demo trains the baseline beside it (``side_by_side``)
+    train baseline  DIR/runs/baseline/              the same with λ = 0 (skipped when it trained beside the other)
     lm              DIR/lm.json                     character 8-gram LM: train transcripts + fortune pool, minus valid/test
     evaluate        RUN/eval/test.json              CER/WER of both on the held-out voices (greedy; beam + LM)
     profile         RUN/profiles/gradnap-phone.npz  GradNAPs per phone (with per-segment sums), both runs
@@ -16,7 +17,7 @@ The demo is a list of :class:`Stage` s (:func:`stages`), each calling library fu
     report          DIR/report.html                 the self-contained report
 
 A stage whose ``done()`` is true is skipped, so re-running resumes. Training runs under a wall-clock cap
-(``max_minutes``) so the demo keeps its time budget on a 2-core CPU; an interrupted training resumes from
+(``max_minutes``; side by side, one thread and twice the cap per model) so the demo keeps its time budget on a 2-core CPU; an interrupted training resumes from
 ``checkpoints/last.pt``. Stage timings go to ``DIR/demo-timings.json`` (the source of the demo row in
 ``docs/benchmarks.md``). To add a stage: one :class:`Stage` entry in :func:`stages`.
 """
@@ -192,14 +193,19 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
         base_kw = train_kwargs(base_dir, 0.0, minutes)
         topo_kw = train_kwargs(topo_dir, p.topo_weight, minutes)
         threads = torch.get_num_threads()
-        with mp.get_context("spawn").Pool(1) as pool:
-            baseline = pool.apply_async(_train_one_thread, (str(corpus_dir), base_kw))
-            torch.set_num_threads(1)
-            try:  # Ctrl-C reaches both processes; each saves checkpoints/last.pt and stops
-                topo = train_run(Corpus.load(corpus_dir), progress=progress, **topo_kw)
-            finally:
-                torch.set_num_threads(threads)
-                stopped = baseline.get()  # waits for the baseline; re-raises its error
+        ctx = mp.get_context("spawn")  # not a Pool: its daemonic workers may not start DataLoader workers
+        result = ctx.SimpleQueue()
+        baseline = ctx.Process(target=_train_one_thread, args=(str(corpus_dir), base_kw, result), name="baseline")
+        baseline.start()
+        torch.set_num_threads(1)
+        try:  # Ctrl-C reaches both processes; each saves checkpoints/last.pt and stops
+            topo = train_run(Corpus.load(corpus_dir), progress=progress, **topo_kw)
+        finally:
+            torch.set_num_threads(threads)
+            baseline.join()
+        ok, stopped = result.get() if not result.empty() else (False, f"exit code {baseline.exitcode}")
+        if not ok:
+            raise RuntimeError(f"the baseline's training beside the topographic model failed: {stopped}")
         if "interrupted" in (topo.get("stopped"), stopped):
             raise KeyboardInterrupt
 
@@ -351,16 +357,20 @@ def _check_existing_runs(p: DemoPlan, run_dirs) -> None:
                                 f"2026-11-26, `small-asr` on 3 h since)")
 
 
-def _train_one_thread(corpus_dir: str, kwargs: dict) -> str | None:
+def _train_one_thread(corpus_dir: str, kwargs: dict, result) -> None:
     """One training on one torch thread, no progress bar (the baseline of ``side_by_side``, in a spawned
-    process); returns why it stopped."""
+    process); puts ``(True, why it stopped)`` or ``(False, the error)`` on the queue ``result``."""
     import torch
 
     from .corpus import Corpus
     from .train import train
 
     torch.set_num_threads(1)
-    return train(Corpus.load(corpus_dir), progress=False, **kwargs).get("stopped")
+    try:
+        result.put((True, train(Corpus.load(corpus_dir), progress=False, **kwargs).get("stopped")))
+    except BaseException as e:  # the parent reports it; KeyboardInterrupt too
+        result.put((False, f"{type(e).__name__}: {e}"))
+        raise
 
 
 def _loadavg() -> float | None:
