@@ -58,7 +58,7 @@ class DemoPlan:
     seed: int = 0
     # Train the topographic model and the baseline at the same time, one CPU thread and 2 × train_minutes of wall
     # clock each: the same core-minutes per model and the same wall time as one after the other on two threads,
-    # but 15-17 % more steps, since two threads on one model run at 75 % of twice one thread's speed
+    # but 15-20 % more steps, since two threads on one model run at 75 % of twice one thread's speed
     # (docs/benchmarks/training.md § The two trainings side by side).
     side_by_side: bool = False
 

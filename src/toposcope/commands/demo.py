@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--one-after-the-other", action="store_true",
                    help="train the two models one after the other on all threads, --train-minutes each, instead of "
                         "side by side on one thread and twice the minutes each (the full demo's default; the same "
-                        "core-minutes, 15-17 %% more steps on 2 cores)")
+                        "core-minutes, 15-20 %% more steps on 2 cores)")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="synthesis worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines are still printed)")
 
