@@ -115,3 +115,18 @@ def test_atomic_write_gives_the_mode_open_would(tmp_path):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_torch_threads_sets_the_count_and_restores_it_even_on_error():
+    import torch
+
+    from toposcope._util import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before

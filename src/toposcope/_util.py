@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -156,6 +157,19 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with ``torch.set_num_threads(n)``; the previous count is restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def progress_enabled(progress: bool = True) -> bool:
     """Progress bars are on unless ``progress=False`` or ``TOPOSCOPE_NO_PROGRESS=1``."""
     return bool(progress) and os.environ.get("TOPOSCOPE_NO_PROGRESS", "") not in ("1", "true", "yes")
@@ -220,7 +234,6 @@ def _is_nonempty_dir(path: Path) -> bool:
         return False
 
 
-from contextlib import contextmanager  # noqa: E402
 
 
 @contextmanager

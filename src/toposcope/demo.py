@@ -17,8 +17,8 @@ The demo is a list of :class:`Stage` s (:func:`stages`), each calling library fu
     report          DIR/report.html                 the self-contained report
 
 A stage whose ``done()`` is true is skipped, so re-running resumes. Training runs under a wall-clock cap
-(``max_minutes``; side by side, one thread and twice the cap per model) so the demo keeps its time budget on a 2-core CPU; an interrupted training resumes from
-``checkpoints/last.pt``. Stage timings go to ``DIR/demo-timings.json`` (the source of the demo row in
+(``max_minutes``; side by side, one thread and twice the cap per model) so the demo keeps its time budget on a
+2-core CPU; an interrupted training resumes from ``checkpoints/last.pt``. Stage timings go to ``DIR/demo-timings.json`` (the source of the demo row in
 ``docs/benchmarks.md``). To add a stage: one :class:`Stage` entry in :func:`stages`.
 """
 
@@ -129,6 +129,7 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
     """The demo's stages in order, writing under ``out`` (see the module docstring)."""
     # Import the functions from their modules: ``toposcope.train`` / ``toposcope.evaluate`` name both a
     # submodule and a function, and which one the package attribute holds depends on import order.
+    from ._util import torch_threads
     from .analysis.exemplars import exemplars_for_optimal
     from .analysis.layouts import layout_run
     from .analysis.maps import maps_dir, maps_run
@@ -168,15 +169,9 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
             elif run_dir == topo_dir and not _training_finished(base_dir):
                 return train_side_by_side(2 * p.train_minutes)
             else:  # the other one is done (a resumed demo): this one alone, still on one thread
-                import torch
-
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)
-                try:
+                with torch_threads(1):
                     res = train_run(Corpus.load(corpus_dir), progress=progress,
                                     **train_kwargs(run_dir, weight, 2 * p.train_minutes))
-                finally:
-                    torch.set_num_threads(threads)
             if res.get("stopped") == "interrupted":
                 raise KeyboardInterrupt
         return go
@@ -185,23 +180,19 @@ def stages(out: Path, p: DemoPlan, *, progress: bool = True, jobs: int | None = 
         """The topographic model here and the baseline in a spawned process, one thread each (``side_by_side``)."""
         import multiprocessing as mp
 
-        import torch
-
         from .data import extract_features
 
         extract_features(corpus_dir, p.config, progress=progress)  # once, before two processes read the cache
         base_kw = train_kwargs(base_dir, 0.0, minutes)
         topo_kw = train_kwargs(topo_dir, p.topo_weight, minutes)
-        threads = torch.get_num_threads()
         ctx = mp.get_context("spawn")  # not a Pool: its daemonic workers may not start DataLoader workers
         result = ctx.SimpleQueue()
         baseline = ctx.Process(target=_train_one_thread, args=(str(corpus_dir), base_kw, result), name="baseline")
         baseline.start()
-        torch.set_num_threads(1)
         try:  # Ctrl-C reaches both processes; each saves checkpoints/last.pt and stops
-            topo = train_run(Corpus.load(corpus_dir), progress=progress, **topo_kw)
+            with torch_threads(1):
+                topo = train_run(Corpus.load(corpus_dir), progress=progress, **topo_kw)
         finally:
-            torch.set_num_threads(threads)
             baseline.join()
         ok, stopped = result.get() if not result.empty() else (False, f"exit code {baseline.exitcode}")
         if not ok:
@@ -353,21 +344,20 @@ def _check_existing_runs(p: DemoPlan, run_dirs) -> None:
             if dataclasses.replace(have, name=want.name) != want:  # the name is the file's stem: not compared
                 raise DemoError(f"{r} holds a model of another config ({have.name!r}) than this demo's "
                                 f"{p.config!r}: give another --out, remove {r}, or continue those runs with "
-                                f"--config {have.name} or the file of that name (the full demo's default was `small` on 2 h until "
-                                f"2026-11-26, `small-asr` on 3 h since)")
+                                f"--config {have.name} or the file of that name (the full demo's default was "
+                                f"`small` on 2 h until 2026-11-26, `small-asr` on 3 h since)")
 
 
 def _train_one_thread(corpus_dir: str, kwargs: dict, result) -> None:
     """One training on one torch thread, no progress bar (the baseline of ``side_by_side``, in a spawned
     process); puts ``(True, why it stopped)`` or ``(False, the error)`` on the queue ``result``."""
-    import torch
-
+    from ._util import torch_threads
     from .corpus import Corpus
     from .train import train
 
-    torch.set_num_threads(1)
     try:
-        result.put((True, train(Corpus.load(corpus_dir), progress=False, **kwargs).get("stopped")))
+        with torch_threads(1):
+            result.put((True, train(Corpus.load(corpus_dir), progress=False, **kwargs).get("stopped")))
     except BaseException as e:  # the parent reports it; KeyboardInterrupt too
         result.put((False, f"{type(e).__name__}: {e}"))
         raise

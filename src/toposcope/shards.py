@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._util import atomic_write, progress, remove_stale_temp, write_json_atomic
+from ._util import atomic_write, progress, remove_stale_temp, torch_threads, write_json_atomic
 from .corpus import CorpusError
 
 __all__ = ["ShardError", "ShardedFeatureStore", "FORMAT_VERSION", "config_key", "audio_stamp",
@@ -166,14 +166,11 @@ def extract(folder, corpus, utterances, cfg, *, jobs: int = 1, shard_mb: float =
     bar = progress(total=n_utts, desc="features", unit="utt", enabled=progress_bar)
     try:
         if jobs <= 1 or len(plan) <= 1:
-            old = torch.get_num_threads()
-            try:
+            with torch_threads(1):  # _extract_one sets 1 thread; the caller's count comes back afterwards
                 for work in plan:
                     n = _extract_one(str(folder), str(corpus.root), work, cfg, threads=1)
                     done += n
                     bar.update(n)
-            finally:
-                torch.set_num_threads(old)
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
